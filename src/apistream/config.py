@@ -1,0 +1,357 @@
+"""Typed, immutable configuration: YAML file, then APISTREAM_* environment, then CLI flags.
+
+Validated once at start-up; a bad key or value raises ConfigError naming it, before Spark starts.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from apistream.errors import ConfigError
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config" / "config.yaml"
+ENV_PREFIX = "APISTREAM_"
+
+_UNITS = {
+    "ms": 0.001, "millisecond": 0.001, "milliseconds": 0.001,
+    "s": 1, "sec": 1, "second": 1, "seconds": 1,
+    "m": 60, "min": 60, "minute": 60, "minutes": 60,
+    "h": 3600, "hour": 3600, "hours": 3600,
+    "d": 86400, "day": 86400, "days": 86400,
+}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]+)\s*$")
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from '90 seconds', '2 minutes', '1h', '500ms' or a plain number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as '1 minute'")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value).lower())
+        if not match or match.group(2) not in _UNITS:
+            raise ValueError(f"{value!r} is not a duration such as '30 seconds' or '2 minutes'")
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if seconds <= 0:
+        raise ValueError("a duration must be positive")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+def spark_interval(seconds: float) -> str:
+    """A Spark interval string ('120 seconds', '1500 milliseconds') for a duration."""
+    if float(seconds).is_integer():
+        return f"{int(seconds)} seconds"
+    return f"{round(seconds * 1000)} milliseconds"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LatencyProfile(_Model):
+    """Log-normal latency: median in ms and sigma of the underlying normal."""
+
+    median_ms: float = Field(gt=0)
+    sigma: float = Field(default=0.5, gt=0, le=3)
+
+
+class Endpoint(_Model):
+    """One API endpoint: the dimension row (service, team, SLO) and its traffic profile."""
+
+    template: str
+    methods: dict[str, float] = Field(default_factory=lambda: {"GET": 1.0})
+    weight: float = Field(default=1.0, gt=0)
+    latency: LatencyProfile = LatencyProfile(median_ms=50)
+    error_rate_4xx: float = Field(default=0.02, ge=0, le=1)
+    error_rate_5xx: float = Field(default=0.005, ge=0, le=1)
+    bytes_median: int = Field(default=1500, ge=0)
+    service: str | None = None
+    team: str | None = None
+    latency_slo_ms: float | None = Field(default=None, gt=0)
+
+    @field_validator("template")
+    @classmethod
+    def _starts_with_slash(cls, v: str) -> str:
+        if not v.startswith("/"):
+            raise ValueError("an endpoint template starts with '/'")
+        return v
+
+    @field_validator("methods")
+    @classmethod
+    def _positive_weights(cls, v: dict[str, float]) -> dict[str, float]:
+        if not v or any(w <= 0 for w in v.values()):
+            raise ValueError("methods map each HTTP method to a positive weight")
+        return {k.upper(): w for k, w in v.items()}
+
+    @model_validator(mode="after")
+    def _rates(self) -> Endpoint:
+        if self.error_rate_4xx + self.error_rate_5xx > 1:
+            raise ValueError("error_rate_4xx + error_rate_5xx must not exceed 1")
+        return self
+
+
+DEFECT_KINDS = (
+    "malformed_json",
+    "missing_field",
+    "wrong_type",
+    "negative_latency",
+    "absurd_latency",
+    "invalid_status",
+    "invalid_method",
+    "future_timestamp",
+    "stale_timestamp",
+)
+INCIDENT_KINDS = ("latency_spike", "error_burst", "traffic_drop", "traffic_spike")
+
+
+class Incident(_Model):
+    """A span of abnormal behaviour on one endpoint; offsets are seconds from the run's start."""
+
+    kind: Literal["latency_spike", "error_burst", "traffic_drop", "traffic_spike"]
+    endpoint: str
+    start_offset_s: float = Field(ge=0)
+    duration_s: float = Field(gt=0)
+    factor: float = Field(default=5.0, gt=0)
+
+
+class IncidentPlan(_Model):
+    """Incidents placed at random (deterministic for the seed) plus any listed explicitly."""
+
+    random_count: int = Field(default=3, ge=0)
+    min_duration_s: float = Field(default=120, gt=0)
+    max_duration_s: float = Field(default=300, gt=0)
+    explicit: tuple[Incident, ...] = ()
+
+
+class Defects(_Model):
+    """Share of generated lines turned into each kind of bad record."""
+
+    malformed_json: float = Field(default=0.002, ge=0, le=0.1)
+    missing_field: float = Field(default=0.002, ge=0, le=0.1)
+    wrong_type: float = Field(default=0.002, ge=0, le=0.1)
+    negative_latency: float = Field(default=0.001, ge=0, le=0.1)
+    absurd_latency: float = Field(default=0.001, ge=0, le=0.1)
+    invalid_status: float = Field(default=0.001, ge=0, le=0.1)
+    invalid_method: float = Field(default=0.001, ge=0, le=0.1)
+    future_timestamp: float = Field(default=0.001, ge=0, le=0.1)
+    stale_timestamp: float = Field(default=0.001, ge=0, le=0.1)
+
+
+class GeneratorConfig(_Model):
+    """Synthetic API traffic: volume, shape, injected defects and incidents."""
+
+    seed: int = 42
+    mode: Literal["backfill", "live"] = "backfill"
+    events: int = Field(default=100_000, gt=0)
+    rate: float = Field(default=1000, gt=0)
+    start: str | None = None
+    events_per_file: int = Field(default=20_000, ge=100)
+    users: int = Field(default=5000, ge=1)
+    daily_amplitude: float = Field(default=0.3, ge=0, lt=1)
+    defects: Defects = Defects()
+    duplicate_rate: float = Field(default=0.005, ge=0, le=0.2)
+    late_within_rate: float = Field(default=0.003, ge=0, le=0.2)
+    late_beyond_rate: float = Field(default=0.002, ge=0, le=0.2)
+    incidents: IncidentPlan = IncidentPlan()
+
+
+class SourceConfig(_Model):
+    """Where the stream reads JSON-lines files from."""
+
+    format: Literal["json"] = "json"
+    path: str = "data/incoming"
+    glob: str = "*.jsonl"
+    max_files_per_trigger: int = Field(default=4, ge=1)
+
+
+class ProcessingConfig(_Model):
+    """Event-time windows, watermark and trigger cadence."""
+
+    window: Duration = 60.0
+    watermark: Duration = 120.0
+    trigger_interval: Duration = 2.0
+    percentile_accuracy: int = Field(default=10_000, ge=100)
+
+    @property
+    def metrics_watermark(self) -> float:
+        """Watermark of the metrics query, which reads the events lake; see docs/design.md."""
+        return 2 * self.watermark
+
+
+class ValidationConfig(_Model):
+    """Limits for the record validation rules."""
+
+    methods: tuple[str, ...] = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+    status_min: int = 100
+    status_max: int = 599
+    max_latency_ms: float = Field(default=300_000, gt=0)
+    max_future: Duration = 3600.0
+    max_age: Duration | None = 30 * 86400.0
+
+    @field_validator("methods")
+    @classmethod
+    def _upper(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if not v:
+            raise ValueError("at least one method must be allowed")
+        return tuple(m.upper() for m in v)
+
+    @model_validator(mode="after")
+    def _status_range(self) -> ValidationConfig:
+        if not 0 <= self.status_min < self.status_max:
+            raise ValueError("status_min must be below status_max")
+        return self
+
+
+class TemplatePattern(_Model):
+    """A regex over the path and the endpoint template it maps to."""
+
+    regex: str
+    template: str
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, v: str) -> str:
+        try:
+            re.compile(v)
+        except re.error as exc:
+            raise ValueError(f"invalid regex: {exc}") from exc
+        return v
+
+
+class EnrichmentConfig(_Model):
+    """Endpoint templating and the endpoint dimension."""
+
+    patterns: tuple[TemplatePattern, ...] = ()
+    endpoints_csv: str | None = None
+
+
+class SinkConfig(_Model):
+    """Where results land; every path is under the output root."""
+
+    output: str = "output"
+    sqlite_file: str = "analytics.db"
+
+
+class SparkConfig(_Model):
+    """SparkSession settings; `conf` is passed through to Spark as is."""
+
+    master: str = "local[*]"
+    app_name: str = "apistream"
+    log_level: Literal["ERROR", "WARN", "INFO", "DEBUG"] = "ERROR"
+    shuffle_partitions: int = Field(default=4, ge=1)
+    conf: dict[str, str] = Field(default_factory=dict)
+
+
+class Config(_Model):
+    """The whole configuration."""
+
+    generator: GeneratorConfig = GeneratorConfig()
+    endpoints: tuple[Endpoint, ...]
+    source: SourceConfig = SourceConfig()
+    processing: ProcessingConfig = ProcessingConfig()
+    validation: ValidationConfig = ValidationConfig()
+    enrichment: EnrichmentConfig = EnrichmentConfig()
+    sinks: SinkConfig = SinkConfig()
+    spark: SparkConfig = SparkConfig()
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Config:
+        templates = [e.template for e in self.endpoints]
+        if len(set(templates)) != len(templates):
+            raise ValueError("endpoints: templates must be unique")
+        for inc in self.generator.incidents.explicit:
+            if inc.endpoint not in templates:
+                raise ValueError(f"generator.incidents.explicit: unknown endpoint {inc.endpoint!r}")
+        for ep in self.endpoints:
+            bad = set(ep.methods) - set(self.validation.methods)
+            if bad:
+                raise ValueError(f"endpoints: {ep.template} uses methods not allowed {sorted(bad)}")
+        return self
+
+    @property
+    def output_dir(self) -> str:
+        return self.sinks.output
+
+    def path(self, *parts: str) -> str:
+        """A path under the output root."""
+        return "/".join([self.sinks.output.rstrip("/"), *parts])
+
+    @property
+    def sqlite_path(self) -> str:
+        return self.path(self.sinks.sqlite_file)
+
+
+def _set_path(tree: dict[str, Any], dotted: list[str], value: Any) -> None:
+    node = tree
+    for key in dotted[:-1]:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"config key {'.'.join(dotted)}: {key} is not a section")
+    node[dotted[-1]] = value
+
+
+def env_overrides(environ: dict[str, str]) -> list[tuple[list[str], Any]]:
+    """APISTREAM_PROCESSING__WINDOW='5 minutes' -> (['processing', 'window'], '5 minutes')."""
+    out = []
+    for name, raw in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX) or name == "APISTREAM_CONFIG":
+            continue
+        keys = [k.lower() for k in name[len(ENV_PREFIX):].split("__")]
+        out.append((keys, yaml.safe_load(raw) if raw != "" else None))
+    return out
+
+
+def _format_error(exc: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration ({source}):"]
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(root)"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"  {key}: {msg}")
+    return "\n".join(lines)
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    environ: dict[str, str] | None = None,
+) -> Config:
+    """Load YAML, apply APISTREAM_* env then dotted-key overrides, validate into a Config."""
+    environ = dict(os.environ) if environ is None else environ
+    path = Path(path or environ.get("APISTREAM_CONFIG") or DEFAULT_CONFIG)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        tree = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    if not isinstance(tree, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections")
+    for keys, value in env_overrides(environ):
+        _set_path(tree, keys, value)
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            _set_path(tree, dotted.split("."), value)
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(exc, str(path))) from None

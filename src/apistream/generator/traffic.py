@@ -1,0 +1,223 @@
+"""Synthetic API traffic built in bulk (numpy + polars): clean request records, no I/O.
+
+A chunk of records is built column-wise: arrival times, endpoint, method, status, latency,
+bytes, path, caller. Incidents change the columns inside their time span.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from apistream.config import INCIDENT_KINDS, Config, Endpoint
+
+USER_AGENTS = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/131.0 Safari/537.36",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 Version/17.5 Safari/605",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) Mobile/15E148",
+    "okhttp/4.12.0",
+    "python-requests/2.32.3",
+    "Go-http-client/2.0",
+    "curl/8.8.0",
+    "axios/1.7.2",
+)
+CODES_4XX = np.array([400, 401, 403, 404, 409, 422, 429])
+CODES_4XX_P = np.array([0.2, 0.15, 0.08, 0.35, 0.07, 0.1, 0.05])
+CODES_5XX = np.array([500, 502, 503, 504])
+CODES_5XX_P = np.array([0.5, 0.2, 0.2, 0.1])
+_PLACEHOLDER = re.compile(r"\{[^/{}]+\}")
+
+
+@dataclass(frozen=True)
+class IncidentSpan:
+    """An incident placed on the time axis (epoch milliseconds)."""
+
+    kind: str
+    endpoint: str
+    endpoint_idx: int
+    start_ms: int
+    end_ms: int
+    factor: float
+
+    def as_manifest(self) -> dict[str, object]:
+        return {
+            "kind": self.kind,
+            "endpoint": self.endpoint,
+            "start": iso_ms(self.start_ms),
+            "end": iso_ms(self.end_ms),
+            "factor": self.factor,
+        }
+
+
+def iso_ms(ms: int) -> str:
+    """Epoch milliseconds as ISO-8601 UTC with milliseconds and a Z."""
+    return np.datetime_as_string(np.datetime64(int(ms), "ms"), unit="ms") + "Z"
+
+
+def run_prefix(seed: int, start_ms: int) -> str:
+    """A short id prefix, stable for a seed and start, so request ids are reproducible."""
+    return hashlib.sha1(f"{seed}:{start_ms}".encode()).hexdigest()[:10]
+
+
+def plan_incidents(cfg: Config, start_ms: int, span_s: float, seed: int) -> list[IncidentSpan]:
+    """Explicit incidents plus `random_count` random ones, deterministic for the seed."""
+    gen = cfg.generator.incidents
+    templates = [e.template for e in cfg.endpoints]
+    spans = [
+        IncidentSpan(i.kind, i.endpoint, templates.index(i.endpoint),
+                     start_ms + int(i.start_offset_s * 1000),
+                     start_ms + int((i.start_offset_s + i.duration_s) * 1000), i.factor)
+        for i in gen.explicit
+    ]
+    rng = np.random.default_rng([seed, 7919])
+    weights = np.array([e.weight for e in cfg.endpoints])
+    # Incidents go on the busier half of the endpoints, so each has traffic to show it.
+    busy = [i for i in np.argsort(-weights)[: max(1, len(weights) // 2)]]
+    kinds = list(INCIDENT_KINDS)
+    rng.shuffle(kinds)
+    used: list[tuple[int, int]] = [(s.start_ms, s.end_ms) for s in spans]
+    gap = int(2 * cfg.processing.window * 1000)
+    for n in range(gen.random_count):
+        duration = min(float(rng.uniform(gen.min_duration_s, gen.max_duration_s)), 0.2 * span_s)
+        for _ in range(100):
+            ep = int(rng.choice(busy))
+            offset = float(rng.uniform(0.1 * span_s, max(0.1 * span_s, 0.9 * span_s - duration)))
+            s, e = start_ms + int(offset * 1000), start_ms + int((offset + duration) * 1000)
+            # Incidents never overlap in time, so each one is a distinct event to detect.
+            if all(e + gap < us or s - gap > ue for us, ue in used):
+                used.append((s, e))
+                spans.append(IncidentSpan(kinds[n % len(kinds)], templates[ep], ep, s, e, 5.0))
+                break
+    return spans
+
+
+class TrafficModel:
+    """Builds clean request records for given arrival times."""
+
+    def __init__(self, cfg: Config, incidents: list[IncidentSpan], seed: int, start_ms: int):
+        self.cfg = cfg
+        self.endpoints: tuple[Endpoint, ...] = cfg.endpoints
+        self.incidents = incidents
+        self.rng = np.random.default_rng([seed, 1])
+        self.prefix = run_prefix(seed, start_ms)
+        w = np.array([e.weight for e in self.endpoints], dtype=float)
+        self.ep_p = w / w.sum()
+        self.methods = sorted({m for e in self.endpoints for m in e.methods})
+        cum = np.zeros((len(self.endpoints), len(self.methods)))
+        for i, e in enumerate(self.endpoints):
+            for m, p in e.methods.items():
+                cum[i, self.methods.index(m)] = p
+        cum /= cum.sum(axis=1, keepdims=True)
+        self.method_cum = np.cumsum(cum, axis=1)
+        self.lat_mu = np.log([e.latency.median_ms for e in self.endpoints])
+        self.lat_sigma = np.array([e.latency.sigma for e in self.endpoints])
+        self.rate_4xx = np.array([e.error_rate_4xx for e in self.endpoints])
+        self.rate_5xx = np.array([e.error_rate_5xx for e in self.endpoints])
+        self.bytes_mu = np.log(np.maximum([e.bytes_median for e in self.endpoints], 1))
+        self.path_parts = [_PLACEHOLDER.split(e.template) for e in self.endpoints]
+        users = cfg.generator.users
+        urng = np.random.default_rng([seed, 2])
+        octets = urng.integers(1, 255, size=(users, 4))
+        self.user_ip = pl.Series([f"{a}.{b}.{c}.{d}" for a, b, c, d in octets])
+        self.user_key = pl.Series([f"key_{i:06d}" for i in range(users)])
+        self.seq = 0
+
+    def rate_at(self, t_ms: float) -> float:
+        """Events per second at a time: the base rate on a daily cycle."""
+        hours = (t_ms / 3_600_000.0) % 24
+        amp = self.cfg.generator.daily_amplitude
+        return self.cfg.generator.rate * (1 + amp * math.sin(2 * math.pi * (hours - 9) / 24))
+
+    def arrivals(self, t0_ms: int, t1_ms: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """n arrival times in [t0, t1) with endpoints, after traffic incidents thin or add."""
+        times = np.sort(self.rng.integers(t0_ms, max(t1_ms, t0_ms + 1), size=n))
+        eps = self.rng.choice(len(self.endpoints), size=n, p=self.ep_p)
+        for inc in self.incidents:
+            lo, hi = max(t0_ms, inc.start_ms), min(t1_ms, inc.end_ms)
+            if hi <= lo:
+                continue
+            if inc.kind == "traffic_drop":
+                hit = (eps == inc.endpoint_idx) & (times >= inc.start_ms) & (times < inc.end_ms)
+                keep = ~hit | (self.rng.random(n) < 1.0 / inc.factor)
+                times, eps, n = times[keep], eps[keep], int(keep.sum())
+            elif inc.kind == "traffic_spike":
+                share = self.ep_p[inc.endpoint_idx] * (hi - lo) / max(t1_ms - t0_ms, 1)
+                extra = int(self.rng.poisson(n * share * (inc.factor - 1)))
+                times = np.concatenate([times, self.rng.integers(lo, hi, size=extra)])
+                eps = np.concatenate([eps, np.full(extra, inc.endpoint_idx)])
+                order = np.argsort(times, kind="stable")
+                times, eps, n = times[order], eps[order], n + extra
+        return times, eps
+
+    def build(self, times: np.ndarray, eps: np.ndarray) -> pl.DataFrame:
+        """Clean records for arrival times and endpoint indexes (one row each)."""
+        n = len(times)
+        rng = self.rng
+        method_idx = (rng.random(n)[:, None] > self.method_cum[eps]).sum(axis=1)
+        method_idx = np.minimum(method_idx, len(self.methods) - 1)
+        lat = np.exp(self.lat_mu[eps] + self.lat_sigma[eps] * rng.standard_normal(n))
+        r5 = self.rate_5xx[eps].copy()
+        for inc in self.incidents:
+            hit = (eps == inc.endpoint_idx) & (times >= inc.start_ms) & (times < inc.end_ms)
+            if inc.kind == "latency_spike":
+                lat[hit] *= inc.factor
+            elif inc.kind == "error_burst":
+                r5[hit] = np.minimum(0.95, 0.08 * inc.factor)
+        u = rng.random(n)
+        status = np.where(np.isin(self._method_names(method_idx), ("POST",)), 201, 200)
+        status = np.where(u < 0.01, 304, status)
+        is4 = (u >= r5) & (u < r5 + self.rate_4xx[eps])
+        status = np.where(is4, rng.choice(CODES_4XX, size=n, p=CODES_4XX_P), status)
+        status = np.where(u < r5, rng.choice(CODES_5XX, size=n, p=CODES_5XX_P), status)
+        nbytes = np.exp(self.bytes_mu[eps] + 0.4 * rng.standard_normal(n)).astype(np.int64)
+        nbytes = np.where(status == 304, 0, nbytes)
+        users = (rng.zipf(1.3, size=n) - 1) % self.cfg.generator.users
+        ids = rng.integers(1, 1_000_000, size=(2, n))
+        seq0, self.seq = self.seq, self.seq + n
+        frame = pl.DataFrame(
+            {
+                "seq": np.arange(seq0, seq0 + n),
+                "ts_ms": times.astype(np.int64),
+                "ep": eps.astype(np.int32),
+                "method": pl.Series(self.methods)[method_idx],
+                "status": status.astype(np.int32),
+                "latency_ms": np.round(lat, 3),
+                "bytes_sent": nbytes,
+                "user": users.astype(np.int64),
+                "id1": ids[0],
+                "id2": ids[1],
+                "ua": rng.integers(0, len(USER_AGENTS), size=n),
+            }
+        )
+        return frame.select(
+            request_id=pl.lit(self.prefix + "-") + pl.col("seq").cast(pl.String).str.zfill(10),
+            ts_ms=pl.col("ts_ms"),
+            ep=pl.col("ep"),
+            method=pl.col("method"),
+            path=self._path_expr(),
+            status=pl.col("status"),
+            latency_ms=pl.col("latency_ms"),
+            bytes_sent=pl.col("bytes_sent"),
+            client_ip=self.user_ip.gather(frame["user"]),
+            user_agent=pl.Series(USER_AGENTS).gather(frame["ua"]),
+            api_key=self.user_key.gather(frame["user"]),
+        )
+
+    def _method_names(self, idx: np.ndarray) -> np.ndarray:
+        return np.array(self.methods)[idx]
+
+    def _path_expr(self) -> pl.Expr:
+        expr = pl.lit(None, dtype=pl.String)
+        for i, parts in enumerate(self.path_parts):
+            pieces: list[pl.Expr] = []
+            for j, part in enumerate(parts):
+                pieces.append(pl.lit(part))
+                if j < len(parts) - 1:
+                    pieces.append(pl.col("id1" if j == 0 else "id2").cast(pl.String))
+            expr = pl.when(pl.col("ep") == i).then(pl.concat_str(pieces)).otherwise(expr)
+        return expr

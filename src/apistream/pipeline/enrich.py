@@ -1,0 +1,96 @@
+"""Valid records -> enriched events: endpoint template, status class, date/hour, dimension."""
+
+import re
+from collections.abc import Callable, Sequence
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from apistream.config import Config, Endpoint, TemplatePattern
+from apistream.pipeline.schema import EVENT_COLUMNS
+
+_PLACEHOLDER = re.compile(r"\{[^/{}]+\}")
+# Default normalisation of id-like path segments, applied when no template matches.
+DEFAULT_SEGMENTS = (
+    (r"/[0-9]+(?=/|$)", "/{id}"),
+    (r"/[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}(?=/|$)",
+     "/{uuid}"),
+    (r"/[0-9a-fA-F]{16,}(?=/|$)", "/{hash}"),
+)
+
+
+def template_regex(template: str) -> str:
+    """'/users/{id}/orders' -> '^/users/[^/]+/orders/?$' (a placeholder is one segment)."""
+    parts = _PLACEHOLDER.split(template)
+    return "^" + "[^/]+".join(re.escape(p) for p in parts) + "/?$"
+
+
+def endpoint_template(
+    path: Column, patterns: Sequence[TemplatePattern], endpoints: Sequence[Endpoint]
+) -> Column:
+    """Path (query string dropped) -> endpoint template: configured patterns, then the known
+    endpoint templates, then the default id / uuid / hash segment normalisation."""
+    bare = F.regexp_extract(path, r"^([^?#]*)", 1)
+    default = bare
+    for regex, repl in DEFAULT_SEGMENTS:
+        default = F.regexp_replace(default, regex, repl)
+    matchers = [(p.regex, p.template) for p in patterns]
+    matchers += [(template_regex(e.template), e.template) for e in endpoints]
+    expr: Column | None = None
+    for regex, template in matchers:
+        expr = (F.when(bare.rlike(regex), F.lit(template)) if expr is None
+                else expr.when(bare.rlike(regex), F.lit(template)))
+    return default if expr is None else expr.otherwise(default)
+
+
+def status_class(status: Column) -> Column:
+    """200 -> '2xx'."""
+    return F.concat(F.floor(status / 100).cast("string"), F.lit("xx"))
+
+
+def endpoint_dimension(spark: SparkSession, cfg: Config) -> DataFrame:
+    """Endpoint attributes from the config, or from the CSV named in enrichment.endpoints_csv."""
+    ddl = "endpoint string, service string, team string, latency_slo_ms double"
+    if cfg.enrichment.endpoints_csv:
+        return spark.read.csv(cfg.enrichment.endpoints_csv, header=True, schema=(
+            "template string, service string, team string, latency_slo_ms double"
+        )).withColumnRenamed("template", "endpoint")
+    rows = [(e.template, e.service, e.team, e.latency_slo_ms) for e in cfg.endpoints]
+    return spark.createDataFrame(rows, ddl)
+
+
+def to_events(cfg: Config, dimension: DataFrame) -> Callable[[DataFrame], DataFrame]:
+    """Valid parsed records -> rows of the events lake (EVENTS_DDL), dimension broadcast."""
+
+    def transform(df: DataFrame) -> DataFrame:
+        events = df.select(
+            "request_id",
+            "event_time",
+            "method",
+            "path",
+            endpoint_template(F.col("path"), cfg.enrichment.patterns, cfg.endpoints)
+            .alias("endpoint"),
+            F.col("status_code").alias("status"),
+            status_class(F.col("status_code")).alias("status_class"),
+            F.col("latency").alias("latency_ms"),
+            F.col("nbytes").alias("bytes_sent"),
+            "client_ip",
+            "user_agent",
+            "api_key",
+            "ingest_time",
+            "source_file",
+            F.date_format("event_time", "yyyy-MM-dd").alias("date"),
+            F.hour("event_time").alias("hour"),
+        )
+        joined = events.join(F.broadcast(dimension), on="endpoint", how="left")
+        return joined.select(*EVENT_COLUMNS)
+
+    return transform
+
+
+def to_quarantine(df: DataFrame) -> DataFrame:
+    """Parsed records with a reason -> rows of the quarantine (raw text kept)."""
+    return df.select(
+        "raw", "reason", "detail", "source_file", "ingest_time",
+        F.date_format("ingest_time", "yyyy-MM-dd").alias("ingest_date"),
+    )

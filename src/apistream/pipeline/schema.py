@@ -1,0 +1,43 @@
+"""Schemas of the raw records, the events lake and the quarantine, and the quarantine reasons."""
+
+from pyspark.sql.types import StringType, StructField, StructType
+
+RAW_FIELDS = (
+    "request_id", "timestamp", "method", "path", "status", "latency_ms",
+    "bytes_sent", "client_ip", "user_agent", "api_key",
+)
+REQUIRED_FIELDS = ("request_id", "timestamp", "method", "path", "status", "latency_ms")
+CORRUPT_COLUMN = "_corrupt_record"
+
+# Every field is read as a string, so a wrong type is a quarantine reason naming the field
+# rather than a silently nulled value; typing happens in parse.py with try_cast.
+RAW_SCHEMA = StructType(
+    [StructField(f, StringType()) for f in RAW_FIELDS] + [StructField(CORRUPT_COLUMN, StringType())]
+)
+
+# One reason per quarantined record: the first rule it breaks, in this order.
+REASONS = (
+    "malformed_json",
+    "missing_field",
+    "wrong_type",
+    "invalid_method",
+    "invalid_status",
+    "negative_latency",
+    "absurd_latency",
+    "future_timestamp",
+    "stale_timestamp",
+)
+
+EVENTS_DDL = (
+    "request_id string, event_time timestamp, method string, path string, endpoint string, "
+    "status int, status_class string, latency_ms double, bytes_sent bigint, client_ip string, "
+    "user_agent string, api_key string, service string, team string, latency_slo_ms double, "
+    "ingest_time timestamp, source_file string, date string, hour int"
+)
+EVENT_COLUMNS = tuple(c.strip().split(" ")[0] for c in EVENTS_DDL.split(","))
+
+QUARANTINE_DDL = (
+    "raw string, reason string, detail string, source_file string, ingest_time timestamp, "
+    "ingest_date string"
+)
+QUARANTINE_COLUMNS = tuple(c.strip().split(" ")[0] for c in QUARANTINE_DDL.split(","))

@@ -1,0 +1,84 @@
+"""Validation rules as Column expressions that yield a quarantine reason or null."""
+
+from collections.abc import Callable
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from apistream.config import ValidationConfig
+from apistream.pipeline.schema import REASONS, REQUIRED_FIELDS
+
+# Raw string field -> the typed column parse.py derived from it.
+TYPED = {"timestamp": "event_time", "status": "status_code", "latency_ms": "latency",
+         "bytes_sent": "nbytes"}
+
+
+def first_missing_field() -> Column:
+    """Name of the first required field that is absent, else null."""
+    return F.coalesce(*[F.when(F.col(f).isNull(), F.lit(f)) for f in REQUIRED_FIELDS])
+
+
+def first_wrong_type() -> Column:
+    """Name of the first field present but not convertible to its type, else null."""
+    return F.coalesce(
+        *[F.when(F.col(raw).isNotNull() & F.col(typed).isNull(), F.lit(raw))
+          for raw, typed in TYPED.items()]
+    )
+
+
+def rules(limits: ValidationConfig) -> list[tuple[str, Column, Column | None]]:
+    """(reason, broken-when condition, detail) in priority order; the first match wins."""
+    now = F.col("ingest_time")
+    checks: list[tuple[str, Column, Column | None]] = [
+        ("malformed_json", F.col("is_malformed"), None),
+        ("missing_field", first_missing_field().isNotNull(), first_missing_field()),
+        ("wrong_type", first_wrong_type().isNotNull(), first_wrong_type()),
+        ("invalid_method", ~F.col("method").isin(*limits.methods), F.col("method")),
+        ("invalid_status",
+         ~F.col("status_code").between(limits.status_min, limits.status_max),
+         F.col("status")),
+        ("negative_latency", F.col("latency") < 0, F.col("latency_ms")),
+        ("absurd_latency", F.col("latency") > limits.max_latency_ms, F.col("latency_ms")),
+        ("future_timestamp",
+         F.col("event_time") > now + F.make_interval(secs=F.lit(limits.max_future)),
+         F.col("timestamp")),
+    ]
+    if limits.max_age is not None:
+        checks.append(
+            ("stale_timestamp",
+             F.col("event_time") < now - F.make_interval(secs=F.lit(limits.max_age)),
+             F.col("timestamp"))
+        )
+    assert [c[0] for c in checks] == list(REASONS[: len(checks)])
+    return checks
+
+
+def with_quarantine_reason(limits: ValidationConfig) -> Callable[[DataFrame], DataFrame]:
+    """Adds `reason` and `detail` (null for a valid record); needs `ingest_time`."""
+
+    def transform(df: DataFrame) -> DataFrame:
+        reason: Column | None = None
+        detail: Column | None = None
+        for name, broken, why in rules(limits):
+            why = why if why is not None else F.lit(None).cast("string")
+            reason = (F.when(broken, name) if reason is None
+                      else reason.when(broken, name))
+            detail = (F.when(broken, why.cast("string")) if detail is None
+                      else detail.when(broken, why.cast("string")))
+        return df.withColumn("reason", reason).withColumn("detail", detail)
+
+    return transform
+
+
+def is_valid() -> Column:
+    return F.col("reason").isNull()
+
+
+def quality_counters() -> list[Column]:
+    """Aggregates for df.observe: valid and quarantined records, and each reason's count."""
+    return [
+        F.count(F.lit(1)).alias("input"),
+        F.sum(is_valid().cast("long")).alias("valid"),
+        F.sum((~is_valid()).cast("long")).alias("quarantined"),
+        *[F.sum((F.col("reason") == r).cast("long")).alias(r) for r in REASONS],
+    ]
