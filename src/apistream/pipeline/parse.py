@@ -6,17 +6,20 @@ from pyspark.sql import functions as F
 from apistream.pipeline.schema import CORRUPT_COLUMN, RAW_FIELDS, RAW_SCHEMA
 
 _ISO = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}"
-_EPOCH_S = r"^\d{9,10}(\.\d{1,6})?$"
-_EPOCH_MS = r"^\d{12,13}$"
+_NUMBER = r"^\d+(\.\d+)?(E\d+)?$"
 
 
 def to_timestamp_lenient(col: Column) -> Column:
-    """ISO-8601 text (any offset), epoch seconds or epoch milliseconds -> timestamp, else null."""
+    """ISO-8601 text (any offset), epoch seconds or epoch milliseconds -> timestamp, else null.
+
+    A number from 1e8 up to 1e11 is read as seconds, from 1e11 on as milliseconds.
+    """
     text = F.trim(col)
+    number = F.when(text.rlike(_NUMBER), text.try_cast("double"))
     return (
         F.when(text.rlike(_ISO), text.try_cast("timestamp"))
-        .when(text.rlike(_EPOCH_S), F.timestamp_seconds(text.try_cast("double")))
-        .when(text.rlike(_EPOCH_MS), F.timestamp_millis(text.try_cast("long")))
+        .when(number >= 1e11, F.timestamp_millis(number.cast("long")))
+        .when(number >= 1e8, F.timestamp_seconds(number))
     )
 
 

@@ -1,0 +1,70 @@
+"""The end-of-run summary: top endpoints (from the events lake) and the data-quality account."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow.compute as pc
+from rich.console import Console
+from rich.table import Table
+
+from apistream import sqlite_store
+from apistream.config import Config
+from apistream.lake import read_table
+
+
+def endpoint_stats(events_dir: str, min_requests: int = 100) -> list[dict[str, Any]]:
+    """Per endpoint over the whole run: requests, exact p95 latency, 5xx rate."""
+    table = read_table(events_dir, ["endpoint", "latency_ms", "status"])
+    if table.num_rows == 0:
+        return []
+    endpoints = table["endpoint"].to_numpy(zero_copy_only=False)
+    latency = table["latency_ms"].to_numpy()
+    is5xx = pc.greater_equal(table["status"], 500).to_numpy(zero_copy_only=False)
+    out = []
+    for name in np.unique(endpoints):
+        mask = endpoints == name
+        n = int(mask.sum())
+        if n < min_requests:
+            continue
+        out.append({"endpoint": str(name), "requests": n,
+                    "p95_ms": float(np.percentile(latency[mask], 95, method="inverted_cdf")),
+                    "error_rate_5xx": float(is5xx[mask].mean())})
+    return out
+
+
+def print_run_summary(console: Console, cfg: Config, spark: Any = None, top: int = 5) -> None:
+    """Print top endpoints by p95 and by 5xx rate, the data-quality account, and the outputs."""
+    from apistream.pipeline.topology import Paths
+
+    paths = Paths.of(cfg)
+    stats = endpoint_stats(paths.events)
+    for title, key, fmt in (("slowest endpoints (p95 latency)", "p95_ms", "{:,.1f} ms"),
+                            ("most failing endpoints (5xx rate)", "error_rate_5xx", "{:.2%}")):
+        table = Table(title=title, title_justify="left")
+        table.add_column("endpoint")
+        table.add_column("requests", justify="right")
+        table.add_column(key, justify="right")
+        for row in sorted(stats, key=lambda r: -r[key])[:top]:
+            table.add_row(row["endpoint"], f"{row['requests']:,}", fmt.format(row[key]))
+        console.print(table)
+    totals = sqlite_store.read_totals(paths.sqlite)
+    dq = Table(title="data quality (every input record accounted for)", title_justify="left")
+    dq.add_column("outcome")
+    dq.add_column("records", justify="right")
+    for key in ("valid", "quarantined", "duplicates", "late"):
+        dq.add_row(key, f"{totals[key]:,}")
+    for reason, n in totals["quarantined_by_reason"].items():
+        dq.add_row(f"  quarantined: {reason}", f"{n:,}")
+    balanced = totals["input"] == (totals["valid"] + totals["quarantined"]
+                                   + totals["duplicates"] + totals["late"])
+    dq.add_row("input", f"{totals['input']:,}", style="bold")
+    dq.caption = "input = valid + quarantined + duplicates + late: " + (
+        "holds" if balanced else "DOES NOT HOLD")
+    console.print(dq)
+    console.print(
+        f"outputs: SQLite {paths.sqlite} | events {paths.events} | quarantine "
+        f"{paths.quarantine} | final windows {paths.endpoint_metrics} | checkpoints "
+        f"{paths.checkpoints}"
+    )

@@ -1,0 +1,33 @@
+"""Shared fixtures. Tests under tests/spark need a JVM and are marked `spark`; the rest run
+in seconds without one (`make test-fast`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/spark/" in str(item.fspath):
+            item.add_marker(pytest.mark.spark)
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[object]:
+    """One local SparkSession for the whole run: 2 cores, few partitions, no UI."""
+    from apistream.config import SparkConfig
+    from apistream.session import build_spark
+
+    session = build_spark(SparkConfig(
+        master="local[2]", app_name="apistream-tests", shuffle_partitions=2,
+        conf={"spark.ui.enabled": "false", "spark.sql.session.timeZone": "UTC",
+              "spark.ui.showConsoleProgress": "false"},
+    ))
+    yield session
+    session.stop()

@@ -1,0 +1,83 @@
+from pathlib import Path
+
+import pytest
+
+from apistream.config import load_config, parse_duration, spark_interval
+from apistream.errors import ConfigError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_default_config_is_valid():
+    cfg = load_config(environ={})
+    assert cfg.processing.window == 60
+    assert cfg.processing.watermark == 120
+    assert len(cfg.endpoints) == 12
+    assert cfg.validation.max_age == 30 * 86400
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("500ms", 0.5), ("30 seconds", 30), ("2 minutes", 120), ("1h", 3600), ("30 days", 2592000),
+     (90, 90)],
+)
+def test_parse_duration(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("bad", ["abc", "0 s", "-1 minute", "5 fortnights", True])
+def test_parse_duration_rejects(bad):
+    with pytest.raises(ValueError):
+        parse_duration(bad)
+
+
+def test_spark_interval():
+    assert spark_interval(120) == "120 seconds"
+    assert spark_interval(1.5) == "1500 milliseconds"
+
+
+def test_env_overrides_and_cli_overrides_win_in_order():
+    env = {"APISTREAM_PROCESSING__WINDOW": "5 minutes", "APISTREAM_GENERATOR__SEED": "7",
+           "APISTREAM_SOURCE__PATH": "/from/env"}
+    cfg = load_config(environ=env, overrides={"source.path": "/from/cli"})
+    assert cfg.processing.window == 300
+    assert cfg.generator.seed == 7
+    assert cfg.source.path == "/from/cli"
+
+
+def test_bad_value_names_the_key():
+    with pytest.raises(ConfigError) as err:
+        load_config(environ={"APISTREAM_PROCESSING__WATERMARK": "soon"})
+    assert "processing.watermark" in str(err.value)
+
+
+def test_unknown_key_is_rejected_with_its_path(tmp_path):
+    base = (Path(__file__).parents[2] / "config" / "config.yaml").read_text()
+    path = write(tmp_path, base.replace("  window: 1 minute", "  windw: 1 minute"))
+    with pytest.raises(ConfigError) as err:
+        load_config(path, environ={})
+    assert "processing.windw: unknown key" in str(err.value)
+
+
+def test_invalid_yaml_and_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(write(tmp_path, "a: [1, 2"), environ={})
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml", environ={})
+
+
+def test_cross_checks():
+    with pytest.raises(ConfigError, match="methods not allowed"):
+        load_config(environ={"APISTREAM_VALIDATION__METHODS": "[GET]"})
+    with pytest.raises(ConfigError, match="status_min must be below status_max"):
+        load_config(environ={"APISTREAM_VALIDATION__STATUS_MIN": "700"})
+
+
+def test_config_is_immutable():
+    cfg = load_config(environ={})
+    with pytest.raises(Exception, match="frozen"):
+        cfg.processing.window = 5  # type: ignore[misc]
