@@ -24,10 +24,17 @@ def spark() -> Iterator[object]:
     from apistream.config import SparkConfig
     from apistream.session import build_spark
 
-    session = build_spark(SparkConfig(
-        master="local[2]", app_name="apistream-tests", shuffle_partitions=2,
-        conf={"spark.ui.enabled": "false", "spark.sql.session.timeZone": "UTC",
-              "spark.ui.showConsoleProgress": "false"},
-    ))
+    session = build_spark(
+        SparkConfig(
+            master="local[2]",
+            app_name="apistream-tests",
+            shuffle_partitions=2,
+            conf={
+                "spark.ui.enabled": "false",
+                "spark.sql.session.timeZone": "UTC",
+                "spark.ui.showConsoleProgress": "false",
+            },
+        )
+    )
     yield session
     session.stop()

@@ -30,12 +30,17 @@ app = typer.Typer(
 console = Console(width=None if sys.stdout.isatty() else 120)
 err_console = Console(stderr=True, soft_wrap=True)
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", help="YAML config file.",
-                                                 show_default="config/config.yaml")]
-InputOpt = Annotated[str | None, typer.Option("--input", help="Directory of JSON-lines input "
-                                              "(source.path).")]
-OutputOpt = Annotated[str | None, typer.Option("--output", help="Root of lake, SQLite and "
-                                               "checkpoints (sinks.output).")]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", help="YAML config file.", show_default="config/config.yaml"),
+]
+InputOpt = Annotated[
+    str | None, typer.Option("--input", help="Directory of JSON-lines input (source.path).")
+]
+OutputOpt = Annotated[
+    str | None,
+    typer.Option("--output", help="Root of lake, SQLite and checkpoints (sinks.output)."),
+]
 EventsOpt = Annotated[int | None, typer.Option("--events", help="Events to generate.")]
 RateOpt = Annotated[float | None, typer.Option("--rate", help="Events per second.")]
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="Generator seed.")]
@@ -75,14 +80,20 @@ def _generate(cfg: Config, stop: threading.Event) -> dict[str, Any]:
     from apistream.generator.writer import LogGenerator
 
     gen = LogGenerator(cfg, cfg.source.path)
-    columns = (TextColumn("generate"), BarColumn(), MofNCompleteColumn(), TextColumn("events"),
-               TimeElapsedColumn())
+    columns = (
+        TextColumn("generate"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("events"),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("generate", total=cfg.generator.events)
         started = time.perf_counter()
         advance: Callable[[int], None] = lambda n: progress.advance(task, n)  # noqa: E731
-        manifest = (gen.live(stop, advance) if cfg.generator.mode == "live"
-                    else gen.backfill(advance))
+        manifest = (
+            gen.live(stop, advance) if cfg.generator.mode == "live" else gen.backfill(advance)
+        )
         elapsed = time.perf_counter() - started
     rate = manifest["total_events"] / elapsed if elapsed else 0
     console.print(
@@ -100,15 +111,25 @@ def generate(
     events: EventsOpt = None,
     rate: RateOpt = None,
     seed: SeedOpt = None,
-    mode: Annotated[str | None, typer.Option(help="backfill (as fast as possible) or live "
-                                             "(at --rate in real time).")] = None,
+    mode: Annotated[
+        str | None,
+        typer.Option(help="backfill (as fast as possible) or live (at --rate in real time)."),
+    ] = None,
     start: Annotated[str | None, typer.Option(help="Backfill start, ISO-8601 UTC.")] = None,
 ) -> None:
     """Write synthetic API traffic (with defects and incidents) as JSON-lines files."""
     try:
-        cfg = _load(config, **{"source.path": input, "generator.events": events,
-                               "generator.rate": rate, "generator.seed": seed,
-                               "generator.mode": mode, "generator.start": start})
+        cfg = _load(
+            config,
+            **{
+                "source.path": input,
+                "generator.events": events,
+                "generator.rate": rate,
+                "generator.seed": seed,
+                "generator.mode": mode,
+                "generator.start": start,
+            },
+        )
         with _stop_on_signals() as stop:
             _generate(cfg, stop)
     except ApiStreamError as exc:
@@ -127,8 +148,14 @@ def _stream(cfg: Config, until_idle: bool, stop: threading.Event) -> None:
     status = LiveStatus()
     try:
         with Live(render_status(status), console=console, refresh_per_second=2) as live:
-            run_stream(spark, cfg, until_idle, stop, status,
-                       tick=lambda: live.update(render_status(status)))
+            run_stream(
+                spark,
+                cfg,
+                until_idle,
+                stop,
+                status,
+                tick=lambda: live.update(render_status(status)),
+            )
     finally:
         spark.stop()
 
@@ -138,8 +165,9 @@ def stream(
     config: ConfigOpt = None,
     input: InputOpt = None,
     output: OutputOpt = None,
-    until_idle: Annotated[bool, typer.Option("--until-idle", help="Process what is there, "
-                                             "flush final windows, exit.")] = False,
+    until_idle: Annotated[
+        bool, typer.Option("--until-idle", help="Process what is there, flush final windows, exit.")
+    ] = False,
 ) -> None:
     """Run the streaming pipeline over the input directory (Ctrl-C stops cleanly)."""
     try:
@@ -156,18 +184,28 @@ def stream(
 @app.command()
 def demo(
     config: ConfigOpt = None,
-    output: Annotated[str, typer.Option("--output", help="Root of the demo's input, lake, "
-                                        "SQLite and checkpoints.")] = "output/demo",
+    output: Annotated[
+        str,
+        typer.Option("--output", help="Root of the demo's input, lake, SQLite and checkpoints."),
+    ] = "output/demo",
     events: Annotated[int, typer.Option("--events", help="Events to generate.")] = 1_000_000,
     rate: Annotated[float, typer.Option("--rate", help="Simulated events per second.")] = 400,
     seed: SeedOpt = None,
 ) -> None:
     """Generate ~1M events with every defect kind, stream them, print a summary."""
     try:
-        cfg = _load(config, **{"sinks.output": output, "source.path": f"{output}/incoming",
-                               "generator.events": events, "generator.rate": rate,
-                               "generator.seed": seed, "generator.mode": "backfill",
-                               "generator.incidents.random_count": 4})
+        cfg = _load(
+            config,
+            **{
+                "sinks.output": output,
+                "source.path": f"{output}/incoming",
+                "generator.events": events,
+                "generator.rate": rate,
+                "generator.seed": seed,
+                "generator.mode": "backfill",
+                "generator.incidents.random_count": 4,
+            },
+        )
         if Path(output).exists():
             shutil.rmtree(output)
         with _stop_on_signals() as stop:
@@ -175,8 +213,10 @@ def demo(
             started = time.perf_counter()
             _stream(cfg, True, stop)
             elapsed = time.perf_counter() - started
-        console.print(f"pipeline: {events:,} events in {elapsed:.1f}s including Spark start "
-                      f"({events / elapsed:,.0f} events/s)")
+        console.print(
+            f"pipeline: {events:,} events in {elapsed:.1f}s including Spark start "
+            f"({events / elapsed:,.0f} events/s)"
+        )
         from apistream.summary import print_run_summary
 
         print_run_summary(console, cfg, spark=None)

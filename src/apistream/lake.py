@@ -39,6 +39,7 @@ def read_table(table_dir: str | Path, columns: list[str] | None = None) -> pa.Ta
     files = committed_files(table_dir)
     if not files:
         return pa.table({})
-    dataset = ds.dataset(files, format="parquet", partitioning="hive",
-                         partition_base_dir=str(table_dir))
+    dataset = ds.dataset(
+        files, format="parquet", partitioning="hive", partition_base_dir=str(table_dir)
+    )
     return dataset.to_table(columns=columns)

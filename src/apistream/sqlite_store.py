@@ -124,8 +124,7 @@ def naive_utc(ts: datetime | None) -> datetime | None:
 def connect(path: str | Path) -> sqlite3.Connection:
     """Open (creating) the database in WAL mode with the schema in place."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(str(path), timeout=30, isolation_level=None,
-                           check_same_thread=False)
+    conn = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.executescript(SCHEMA)
@@ -138,8 +137,9 @@ def save_endpoints(conn: sqlite3.Connection, rows: Iterable[tuple[Any, ...]]) ->
 
 
 def _metric_row(row: Mapping[str, Any], batch_id: int) -> tuple[Any, ...]:
-    values = [iso(row[c]) if c in ("window_start", "window_end") else row[c]
-              for c in _METRIC_VALUES]
+    values = [
+        iso(row[c]) if c in ("window_start", "window_end") else row[c] for c in _METRIC_VALUES
+    ]
     return (*values, batch_id)
 
 
@@ -184,8 +184,9 @@ def apply_metrics_batch(
             (METRICS_QUERY, batch_id),
         ).fetchone()
         prev_max = parse_iso(prev[0]) if prev and prev[0] else None
-        batch_max = max((naive_utc(r["max_event_time"]) for r in rows if r["max_event_time"]),
-                        default=None)
+        batch_max = max(
+            (naive_utc(r["max_event_time"]) for r in rows if r["max_event_time"]), default=None
+        )
         touched = {iso(r["window_start"]) for r in rows}
         if prev_max is not None:
             threshold = iso(prev_max - timedelta(seconds=watermark_delay_s))
@@ -212,8 +213,12 @@ def finalise_all(conn: sqlite3.Connection, window_s: float, on_final: FinalHandl
         last = conn.execute(
             "SELECT MAX(batch_id) FROM sink_commits WHERE query = ?", (METRICS_QUERY,)
         ).fetchone()[0]
-        touched = _finalise(conn, "9999-12-31T23:59:59Z", on_final,
-                            f"flush-{(last if last is not None else -1):010d}")
+        touched = _finalise(
+            conn,
+            "9999-12-31T23:59:59Z",
+            on_final,
+            f"flush-{(last if last is not None else -1):010d}",
+        )
         _refresh_throughput(conn, touched, window_s, "9999-12-31T23:59:59Z")
         conn.execute("COMMIT")
         return len(touched)
@@ -222,8 +227,9 @@ def finalise_all(conn: sqlite3.Connection, window_s: float, on_final: FinalHandl
         raise
 
 
-def _finalise(conn: sqlite3.Connection, threshold: str, on_final: FinalHandler,
-              tag: str) -> set[str]:
+def _finalise(
+    conn: sqlite3.Connection, threshold: str, on_final: FinalHandler, tag: str
+) -> set[str]:
     cur = conn.execute(
         "SELECT * FROM endpoint_metrics WHERE is_final = 0 AND window_end <= ? "
         "ORDER BY window_start, endpoint, method",
@@ -243,8 +249,9 @@ def _finalise(conn: sqlite3.Connection, threshold: str, on_final: FinalHandler,
     return {r["window_start"] for r in final}
 
 
-def _refresh_throughput(conn: sqlite3.Connection, window_starts: set[str], window_s: float,
-                        threshold: str | None) -> None:
+def _refresh_throughput(
+    conn: sqlite3.Connection, window_starts: set[str], window_s: float, threshold: str | None
+) -> None:
     if not window_starts:
         return
     starts = sorted(window_starts)
@@ -295,15 +302,28 @@ def record_progress(conn: sqlite3.Connection, row: Mapping[str, Any]) -> None:
         )
 
 
-def record_quality(conn: sqlite3.Connection, batch_id: int, counts: Mapping[str, int],
-                   reasons: Mapping[str, int], watermark: str | None) -> None:
+def record_quality(
+    conn: sqlite3.Connection,
+    batch_id: int,
+    counts: Mapping[str, int],
+    reasons: Mapping[str, int],
+    watermark: str | None,
+) -> None:
     """Upsert the data-quality account of one `events` batch."""
     with conn:
         conn.execute(
             "INSERT OR REPLACE INTO data_quality VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (batch_id, counts["input"], counts["valid"], counts["quarantined"],
-             counts["duplicates"], counts["late"], json.dumps(dict(reasons), sort_keys=True),
-             watermark, iso(datetime.now(UTC))),
+            (
+                batch_id,
+                counts["input"],
+                counts["valid"],
+                counts["quarantined"],
+                counts["duplicates"],
+                counts["late"],
+                json.dumps(dict(reasons), sort_keys=True),
+                watermark,
+                iso(datetime.now(UTC)),
+            ),
         )
 
 

@@ -28,9 +28,14 @@ def endpoint_stats(events_dir: str, min_requests: int = 100) -> list[dict[str, A
         n = int(mask.sum())
         if n < min_requests:
             continue
-        out.append({"endpoint": str(name), "requests": n,
-                    "p95_ms": float(np.percentile(latency[mask], 95, method="inverted_cdf")),
-                    "error_rate_5xx": float(is5xx[mask].mean())})
+        out.append(
+            {
+                "endpoint": str(name),
+                "requests": n,
+                "p95_ms": float(np.percentile(latency[mask], 95, method="inverted_cdf")),
+                "error_rate_5xx": float(is5xx[mask].mean()),
+            }
+        )
     return out
 
 
@@ -40,8 +45,10 @@ def print_run_summary(console: Console, cfg: Config, spark: Any = None, top: int
 
     paths = Paths.of(cfg)
     stats = endpoint_stats(paths.events)
-    for title, key, fmt in (("slowest endpoints (p95 latency)", "p95_ms", "{:,.1f} ms"),
-                            ("most failing endpoints (5xx rate)", "error_rate_5xx", "{:.2%}")):
+    for title, key, fmt in (
+        ("slowest endpoints (p95 latency)", "p95_ms", "{:,.1f} ms"),
+        ("most failing endpoints (5xx rate)", "error_rate_5xx", "{:.2%}"),
+    ):
         table = Table(title=title, title_justify="left")
         table.add_column("endpoint")
         table.add_column("requests", justify="right")
@@ -57,11 +64,13 @@ def print_run_summary(console: Console, cfg: Config, spark: Any = None, top: int
         dq.add_row(key, f"{totals[key]:,}")
     for reason, n in totals["quarantined_by_reason"].items():
         dq.add_row(f"  quarantined: {reason}", f"{n:,}")
-    balanced = totals["input"] == (totals["valid"] + totals["quarantined"]
-                                   + totals["duplicates"] + totals["late"])
+    balanced = totals["input"] == (
+        totals["valid"] + totals["quarantined"] + totals["duplicates"] + totals["late"]
+    )
     dq.add_row("input", f"{totals['input']:,}", style="bold")
     dq.caption = "input = valid + quarantined + duplicates + late: " + (
-        "holds" if balanced else "DOES NOT HOLD")
+        "holds" if balanced else "DOES NOT HOLD"
+    )
     console.print(dq)
     console.print(
         f"outputs: SQLite {paths.sqlite} | events {paths.events} | quarantine "

@@ -18,10 +18,17 @@ from apistream.pipeline.topology import Paths, run_stream
 
 
 def e2e_config(root: Path):
-    return load_config(environ={}, overrides={
-        "generator.events": 60_000, "generator.events_per_file": 3_000, "generator.rate": 400,
-        "generator.seed": 11, "source.path": str(root / "incoming"), "sinks.output": str(root),
-    })
+    return load_config(
+        environ={},
+        overrides={
+            "generator.events": 60_000,
+            "generator.events_per_file": 3_000,
+            "generator.rate": 400,
+            "generator.seed": 11,
+            "source.path": str(root / "incoming"),
+            "sinks.output": str(root),
+        },
+    )
 
 
 @pytest.fixture(scope="module")
@@ -62,14 +69,21 @@ def test_quarantine_reasons_equal_injected_defects(run):
 
 def test_requests_per_endpoint_status_class_and_method_equal_manifest(run):
     _, m, db = run
-    by_endpoint = dict(db.execute("SELECT endpoint, SUM(requests) FROM endpoint_metrics GROUP BY 1"))
+    by_endpoint = dict(
+        db.execute("SELECT endpoint, SUM(requests) FROM endpoint_metrics GROUP BY 1")
+    )
     assert by_endpoint == m["valid_by_endpoint"]
-    sums = db.execute("SELECT SUM(status_1xx), SUM(status_2xx), SUM(status_3xx), SUM(status_4xx),"
-                      " SUM(status_5xx) FROM endpoint_metrics").fetchone()
+    sums = db.execute(
+        "SELECT SUM(status_1xx), SUM(status_2xx), SUM(status_3xx), SUM(status_4xx),"
+        " SUM(status_5xx) FROM endpoint_metrics"
+    ).fetchone()
     by_class = {f"{i + 1}xx": n for i, n in enumerate(sums) if n}
     assert by_class == m["valid_by_status_class"]
-    by_method = dict(db.execute(
-        "SELECT method || ' ' || endpoint, SUM(requests) FROM endpoint_metrics GROUP BY 1"))
+    by_method = dict(
+        db.execute(
+            "SELECT method || ' ' || endpoint, SUM(requests) FROM endpoint_metrics GROUP BY 1"
+        )
+    )
     assert by_method == m["valid_by_endpoint_method"]
 
 
@@ -90,8 +104,10 @@ def test_percentiles_within_one_percent_of_exact(run):
         key: np.percentile(g["latency_ms"].to_numpy(), [50, 95, 99], method="inverted_cdf")
         for key, g in df.groupby(["window_start", "endpoint", "method"])
     }
-    rows = db.execute("SELECT window_start, endpoint, method, latency_p50_ms, latency_p95_ms, "
-                      "latency_p99_ms, requests FROM endpoint_metrics").fetchall()
+    rows = db.execute(
+        "SELECT window_start, endpoint, method, latency_p50_ms, latency_p95_ms, "
+        "latency_p99_ms, requests FROM endpoint_metrics"
+    ).fetchall()
     assert len(rows) == len(exact)
     worst = 0.0
     for ws, ep, method, p50, p95, p99, n in rows:
@@ -119,12 +135,17 @@ def test_all_windows_final_and_final_parquet_matches_sqlite(run):
 
 def test_throughput_adds_up(run):
     _, m, db = run
-    assert scalar(db, "SELECT SUM(requests) FROM throughput WHERE granularity = 'window'") \
+    assert (
+        scalar(db, "SELECT SUM(requests) FROM throughput WHERE granularity = 'window'")
         == m["valid_events"]
-    assert scalar(db, "SELECT SUM(requests) FROM throughput WHERE granularity = 'hour'") \
+    )
+    assert (
+        scalar(db, "SELECT SUM(requests) FROM throughput WHERE granularity = 'hour'")
         == m["valid_events"]
-    rate = db.execute("SELECT requests, events_per_second FROM throughput "
-                      "WHERE granularity = 'window' LIMIT 1").fetchone()
+    )
+    rate = db.execute(
+        "SELECT requests, events_per_second FROM throughput WHERE granularity = 'window' LIMIT 1"
+    ).fetchone()
     assert rate[1] == pytest.approx(rate[0] / 60)
 
 
@@ -133,19 +154,27 @@ def test_progress_recorded_for_every_query(run):
     queries = dict(db.execute("SELECT query, SUM(input_rows) FROM stream_progress GROUP BY 1"))
     assert queries["events"] == 60_000
     assert queries["quarantine"] == 60_000
-    assert scalar(db, "SELECT SUM(rows_dropped_by_watermark) FROM stream_progress "
-                      "WHERE query = 'metrics'") == 0
+    assert (
+        scalar(
+            db, "SELECT SUM(rows_dropped_by_watermark) FROM stream_progress WHERE query = 'metrics'"
+        )
+        == 0
+    )
 
 
 def snapshot(cfg) -> dict[str, object]:
     db = sqlite3.connect(cfg.sqlite_path)
     tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-    state: dict[str, object] = {t: sorted(db.execute(f"SELECT * FROM {t}").fetchall(), key=repr)
-                                for t in tables}
+    state: dict[str, object] = {
+        t: sorted(db.execute(f"SELECT * FROM {t}").fetchall(), key=repr) for t in tables
+    }
     db.close()
     lake = Path(cfg.path("lake"))
-    state["lake"] = {str(p.relative_to(lake)): hashlib.sha1(p.read_bytes()).hexdigest()
-                     for p in sorted(lake.rglob("*")) if p.is_file()}
+    state["lake"] = {
+        str(p.relative_to(lake)): hashlib.sha1(p.read_bytes()).hexdigest()
+        for p in sorted(lake.rglob("*"))
+        if p.is_file()
+    }
     return state
 
 

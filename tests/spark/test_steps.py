@@ -16,66 +16,98 @@ from apistream.pipeline.validate import with_quarantine_reason
 
 CFG = load_config(environ={})
 NOW = "2026-11-27 12:00:00"
-GOOD = ('{"request_id":"r1","timestamp":"2026-11-27T11:59:00.250Z","method":"get",'
-        '"path":"/api/v1/users/42?x=1","status":200,"latency_ms":12.5,"bytes_sent":10}')
+GOOD = (
+    '{"request_id":"r1","timestamp":"2026-11-27T11:59:00.250Z","method":"get",'
+    '"path":"/api/v1/users/42?x=1","status":200,"latency_ms":12.5,"bytes_sent":10}'
+)
 
 
 def check(spark, lines: list[str]):
-    df = spark.createDataFrame([(line,) for line in lines], "value string").withColumns({
-        "source_file": F.lit("f.jsonl"), "ingest_time": F.lit(NOW).cast("timestamp")})
+    df = spark.createDataFrame([(line,) for line in lines], "value string").withColumns(
+        {"source_file": F.lit("f.jsonl"), "ingest_time": F.lit(NOW).cast("timestamp")}
+    )
     return df.transform(parse_json_lines).transform(with_quarantine_reason(CFG.validation))
 
 
-@pytest.mark.parametrize(("line", "reason", "detail"), [
-    (GOOD, None, None),
-    ('{"request_id":"r1","timestamp"', "malformed_json", None),
-    ("[1, 2]", "malformed_json", None),
-    ("", "malformed_json", None),
-    (GOOD.replace('"status":200,', ""), "missing_field", "status"),
-    (GOOD.replace('"path":"/api/v1/users/42?x=1"', '"path":"  "'), "missing_field", "path"),
-    (GOOD.replace('"status":200', '"status":"OK"'), "wrong_type", "status"),
-    (GOOD.replace('"bytes_sent":10', '"bytes_sent":"lots"'), "wrong_type", "bytes_sent"),
-    (GOOD.replace("2026-11-27T11:59:00.250Z", "yesterday"), "wrong_type", "timestamp"),
-    (GOOD.replace('"get"', '"FETCH"'), "invalid_method", "FETCH"),
-    (GOOD.replace('"status":200', '"status":999'), "invalid_status", "999"),
-    (GOOD.replace('"latency_ms":12.5', '"latency_ms":-3'), "negative_latency", "-3"),
-    (GOOD.replace('"latency_ms":12.5', '"latency_ms":900000'), "absurd_latency", "900000"),
-    (GOOD.replace("2026-11-27T11:59", "2026-12-27T11:59"), "future_timestamp",
-     "2026-12-27T11:59:00.250Z"),
-    (GOOD.replace("2026-11-27T11:59", "2024-11-27T11:59"), "stale_timestamp",
-     "2024-11-27T11:59:00.250Z"),
-])
+@pytest.mark.parametrize(
+    ("line", "reason", "detail"),
+    [
+        (GOOD, None, None),
+        ('{"request_id":"r1","timestamp"', "malformed_json", None),
+        ("[1, 2]", "malformed_json", None),
+        ("", "malformed_json", None),
+        (GOOD.replace('"status":200,', ""), "missing_field", "status"),
+        (GOOD.replace('"path":"/api/v1/users/42?x=1"', '"path":"  "'), "missing_field", "path"),
+        (GOOD.replace('"status":200', '"status":"OK"'), "wrong_type", "status"),
+        (GOOD.replace('"bytes_sent":10', '"bytes_sent":"lots"'), "wrong_type", "bytes_sent"),
+        (GOOD.replace("2026-11-27T11:59:00.250Z", "yesterday"), "wrong_type", "timestamp"),
+        (GOOD.replace('"get"', '"FETCH"'), "invalid_method", "FETCH"),
+        (GOOD.replace('"status":200', '"status":999'), "invalid_status", "999"),
+        (GOOD.replace('"latency_ms":12.5', '"latency_ms":-3'), "negative_latency", "-3"),
+        (GOOD.replace('"latency_ms":12.5', '"latency_ms":900000'), "absurd_latency", "900000"),
+        (
+            GOOD.replace("2026-11-27T11:59", "2026-12-27T11:59"),
+            "future_timestamp",
+            "2026-12-27T11:59:00.250Z",
+        ),
+        (
+            GOOD.replace("2026-11-27T11:59", "2024-11-27T11:59"),
+            "stale_timestamp",
+            "2024-11-27T11:59:00.250Z",
+        ),
+    ],
+)
 def test_each_rule_yields_its_reason(spark, line, reason, detail):
     row = check(spark, [line]).select("reason", "detail").first()
     assert (row.reason, row.detail) == (reason, detail)
 
 
 def test_typed_fields_and_lenient_timestamps(spark):
-    lines = [GOOD,
-             GOOD.replace('"2026-11-27T11:59:00.250Z"', '"2026-11-27T13:59:00.250+02:00"'),
-             GOOD.replace('"2026-11-27T11:59:00.250Z"', "1795780740.25"),
-             GOOD.replace('"2026-11-27T11:59:00.250Z"', "1795780740250")]
+    lines = [
+        GOOD,
+        GOOD.replace('"2026-11-27T11:59:00.250Z"', '"2026-11-27T13:59:00.250+02:00"'),
+        GOOD.replace('"2026-11-27T11:59:00.250Z"', "1795780740.25"),
+        GOOD.replace('"2026-11-27T11:59:00.250Z"', "1795780740250"),
+    ]
     rows = check(spark, lines).select("event_time", "status_code", "latency", "method").collect()
     assert {r.event_time for r in rows} == {datetime(2026, 11, 27, 11, 59, 0, 250000)}
     assert rows[0].status_code == 200 and rows[0].latency == 12.5 and rows[0].method == "GET"
 
 
 def test_endpoint_templates(spark):
-    paths = ["/api/v1/users/42", "/api/v1/users/42/", "/api/v1/carts/7/items?x=1",
-             "/other/123/x/9f1c2d3e4b5a69788796a5b4c3d2e1f0",
-             "/files/3fa85f64-5717-4562-b3fc-2c963f66afa6", "/v2/files/a/b.txt", "/health"]
+    paths = [
+        "/api/v1/users/42",
+        "/api/v1/users/42/",
+        "/api/v1/carts/7/items?x=1",
+        "/other/123/x/9f1c2d3e4b5a69788796a5b4c3d2e1f0",
+        "/files/3fa85f64-5717-4562-b3fc-2c963f66afa6",
+        "/v2/files/a/b.txt",
+        "/health",
+    ]
     patterns = [TemplatePattern(regex="^/v2/files/.+$", template="/v2/files/{path}")]
     df = spark.createDataFrame([(p,) for p in paths], "path string")
-    out = [r[0] for r in df.select(endpoint_template(F.col("path"), patterns, CFG.endpoints))
-           .collect()]
-    assert out == ["/api/v1/users/{id}", "/api/v1/users/{id}", "/api/v1/carts/{id}/items",
-                   "/other/{id}/x/{hash}", "/files/{uuid}", "/v2/files/{path}", "/health"]
+    out = [
+        r[0] for r in df.select(endpoint_template(F.col("path"), patterns, CFG.endpoints)).collect()
+    ]
+    assert out == [
+        "/api/v1/users/{id}",
+        "/api/v1/users/{id}",
+        "/api/v1/carts/{id}/items",
+        "/other/{id}/x/{hash}",
+        "/files/{uuid}",
+        "/v2/files/{path}",
+        "/health",
+    ]
 
 
 def test_status_class(spark):
     df = spark.createDataFrame([(100,), (204,), (404,), (599,)], "s int")
-    assert [r[0] for r in df.select(status_class(F.col("s"))).collect()] == \
-        ["1xx", "2xx", "4xx", "5xx"]
+    assert [r[0] for r in df.select(status_class(F.col("s"))).collect()] == [
+        "1xx",
+        "2xx",
+        "4xx",
+        "5xx",
+    ]
 
 
 def test_to_events_joins_dimension_and_keeps_unknown_endpoints(spark):
@@ -91,16 +123,62 @@ def test_to_events_joins_dimension_and_keeps_unknown_endpoints(spark):
 
 def test_window_metrics(spark):
     rows = [("2026-11-27 10:00:01", "/a", "GET", 200, "2xx", float(v), 10) for v in range(1, 101)]
-    rows += [("2026-11-27 10:00:30", "/a", "GET", 503, "5xx", 1000.0, 0),
-             ("2026-11-27 10:01:00", "/a", "GET", 404, "4xx", 5.0, 1)]
-    df = spark.createDataFrame(rows, "t string, endpoint string, method string, status int, "
-                               "status_class string, latency_ms double, bytes_sent long")
+    rows += [
+        ("2026-11-27 10:00:30", "/a", "GET", 503, "5xx", 1000.0, 0),
+        ("2026-11-27 10:01:00", "/a", "GET", 404, "4xx", 5.0, 1),
+    ]
+    df = spark.createDataFrame(
+        rows,
+        "t string, endpoint string, method string, status int, "
+        "status_class string, latency_ms double, bytes_sent long",
+    )
     df = df.withColumn("event_time", F.col("t").cast("timestamp"))
     out = endpoint_window_metrics(df, "1 minute", 10000).drop("max_event_time")
-    expected = spark.createDataFrame([
-        (datetime(2026, 11, 27, 10, 0), datetime(2026, 11, 27, 10, 1), "/a", "GET", 101,
-         0, 100, 0, 0, 1, 0.0, 1 / 101, 1.0, 6050 / 101, 1000.0, 51.0, 96.0, 100.0, 1000),
-        (datetime(2026, 11, 27, 10, 1), datetime(2026, 11, 27, 10, 2), "/a", "GET", 1,
-         0, 0, 0, 1, 0, 1.0, 0.0, 5.0, 5.0, 5.0, 5.0, 5.0, 5.0, 1),
-    ], out.schema)
+    expected = spark.createDataFrame(
+        [
+            (
+                datetime(2026, 11, 27, 10, 0),
+                datetime(2026, 11, 27, 10, 1),
+                "/a",
+                "GET",
+                101,
+                0,
+                100,
+                0,
+                0,
+                1,
+                0.0,
+                1 / 101,
+                1.0,
+                6050 / 101,
+                1000.0,
+                51.0,
+                96.0,
+                100.0,
+                1000,
+            ),
+            (
+                datetime(2026, 11, 27, 10, 1),
+                datetime(2026, 11, 27, 10, 2),
+                "/a",
+                "GET",
+                1,
+                0,
+                0,
+                0,
+                1,
+                0,
+                1.0,
+                0.0,
+                5.0,
+                5.0,
+                5.0,
+                5.0,
+                5.0,
+                5.0,
+                1,
+            ),
+        ],
+        out.schema,
+    )
     assertDataFrameEqual(out, expected)

@@ -11,8 +11,14 @@ import pytest
 
 
 def cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
-    return subprocess.run([sys.executable, "-m", "apistream.cli", *args], capture_output=True,
-                          text=True, env={**os.environ, **(env or {})}, cwd=cwd, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "apistream.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        timeout=120,
+    )
 
 
 @pytest.mark.parametrize("command", ["generate", "stream", "demo", "validate-config"])
@@ -23,10 +29,10 @@ def test_help_everywhere(command):
 
 
 def test_common_flags_are_offered():
-    assert all(f in cli("generate", "--help").stdout
-               for f in ("--input", "--events", "--rate", "--seed"))
-    assert all(f in cli("stream", "--help").stdout
-               for f in ("--input", "--output", "--until-idle"))
+    assert all(
+        f in cli("generate", "--help").stdout for f in ("--input", "--events", "--rate", "--seed")
+    )
+    assert all(f in cli("stream", "--help").stdout for f in ("--input", "--output", "--until-idle"))
 
 
 def test_bad_config_value_is_one_clear_error():
@@ -62,8 +68,14 @@ def test_unreadable_input_file(tmp_path):
 
 
 def test_missing_java_is_explained(tmp_path):
-    out = cli("stream", "--input", str(tmp_path), "--output", str(tmp_path / "o"),
-              env={"JAVA_HOME": str(tmp_path / "no-jdk")})
+    out = cli(
+        "stream",
+        "--input",
+        str(tmp_path),
+        "--output",
+        str(tmp_path / "o"),
+        env={"JAVA_HOME": str(tmp_path / "no-jdk")},
+    )
     assert out.returncode == 1
     assert "needs Java 17+" in out.stderr and "apt-get install" in out.stderr
     assert "Traceback" not in out.stderr

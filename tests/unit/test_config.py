@@ -22,8 +22,14 @@ def test_default_config_is_valid():
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("500ms", 0.5), ("30 seconds", 30), ("2 minutes", 120), ("1h", 3600), ("30 days", 2592000),
-     (90, 90)],
+    [
+        ("500ms", 0.5),
+        ("30 seconds", 30),
+        ("2 minutes", 120),
+        ("1h", 3600),
+        ("30 days", 2592000),
+        (90, 90),
+    ],
 )
 def test_parse_duration(text, seconds):
     assert parse_duration(text) == seconds
@@ -41,8 +47,11 @@ def test_spark_interval():
 
 
 def test_env_overrides_and_cli_overrides_win_in_order():
-    env = {"APISTREAM_PROCESSING__WINDOW": "5 minutes", "APISTREAM_GENERATOR__SEED": "7",
-           "APISTREAM_SOURCE__PATH": "/from/env"}
+    env = {
+        "APISTREAM_PROCESSING__WINDOW": "5 minutes",
+        "APISTREAM_GENERATOR__SEED": "7",
+        "APISTREAM_SOURCE__PATH": "/from/env",
+    }
     cfg = load_config(environ=env, overrides={"source.path": "/from/cli"})
     assert cfg.processing.window == 300
     assert cfg.generator.seed == 7

@@ -3,6 +3,7 @@ a plain-Python validator plus a simulation of Spark's watermark over F files per
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections import Counter
@@ -18,8 +19,12 @@ NOW_MS = 1_790_000_000_000  # fixed clock: 2026-09-21
 
 
 def make_cfg(tmp: Path, **extra):
-    overrides = {"generator.events": 40_000, "generator.events_per_file": 2_500,
-                 "source.path": str(tmp), "generator.rate": 500}
+    overrides = {
+        "generator.events": 40_000,
+        "generator.events_per_file": 2_500,
+        "source.path": str(tmp),
+        "generator.rate": 500,
+    }
     overrides.update(extra)
     return load_config(overrides=overrides, environ={})
 
@@ -74,15 +79,22 @@ def replay(directory: Path, cfg, now_ms: int) -> dict:
     files = sorted(directory.glob("events-*.jsonl"))
     per_batch = cfg.source.max_files_per_trigger
     delay = cfg.processing.watermark * 1000
-    out = {"defects": Counter(), "dups": 0, "late": 0, "valid": 0, "total": 0,
-           "by_endpoint": Counter(), "by_class": Counter()}
+    out = {
+        "defects": Counter(),
+        "dups": 0,
+        "late": 0,
+        "valid": 0,
+        "total": 0,
+        "by_endpoint": Counter(),
+        "by_class": Counter(),
+    }
     seen: set[tuple[str, str]] = set()
     batch_max: list[int] = []
     for b in range(0, len(files), per_batch):
         wm_prev = max(batch_max[:-1], default=None)
         threshold = wm_prev - delay if wm_prev is not None else -1
         newest = -1
-        for f in files[b:b + per_batch]:
+        for f in files[b : b + per_batch]:
             for line in f.read_text().splitlines():
                 out["total"] += 1
                 kind = classify(line, cfg, now_ms)
@@ -123,8 +135,12 @@ def test_manifest_matches_an_independent_replay(generated):
     assert m["valid_events"] == ref["valid"]
     assert m["valid_by_endpoint"] == dict(ref["by_endpoint"])
     assert m["valid_by_status_class"] == dict(ref["by_class"])
-    assert m["total_events"] == (m["valid_events"] + sum(m["defects"].values())
-                                 + m["duplicates"] + m["late_beyond_watermark"])
+    assert m["total_events"] == (
+        m["valid_events"]
+        + sum(m["defects"].values())
+        + m["duplicates"]
+        + m["late_beyond_watermark"]
+    )
 
 
 def test_every_defect_kind_and_lateness_is_present(generated):
@@ -147,14 +163,24 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path):
 
 
 def test_incidents_are_in_the_manifest_and_apart(tmp_path):
-    cfg = make_cfg(tmp_path, **{"generator.events": 200_000, "generator.rate": 100,
-                                "generator.incidents.random_count": 4})
+    cfg = make_cfg(
+        tmp_path,
+        **{
+            "generator.events": 200_000,
+            "generator.rate": 100,
+            "generator.incidents.random_count": 4,
+        },
+    )
     m = LogGenerator(cfg, tmp_path, now_ms=NOW_MS).backfill()
     spans = sorted((epoch_ms(i["start"]), epoch_ms(i["end"])) for i in m["incidents"])
     assert len(spans) == 4
-    assert {i["kind"] for i in m["incidents"]} == {"latency_spike", "error_burst",
-                                                   "traffic_drop", "traffic_spike"}
-    assert all(a[1] < b[0] for a, b in zip(spans, spans[1:], strict=False))
+    assert {i["kind"] for i in m["incidents"]} == {
+        "latency_spike",
+        "error_burst",
+        "traffic_drop",
+        "traffic_spike",
+    }
+    assert all(a[1] < b[0] for a, b in itertools.pairwise(spans))
 
 
 def test_files_are_written_atomically_with_increasing_mtimes(generated):

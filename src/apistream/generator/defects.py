@@ -39,8 +39,9 @@ def corrupt(
     elif kind == "absurd_latency":
         rec["latency_ms"] = round(limits.max_latency_ms * float(rng.uniform(2, 50)), 3)
     elif kind == "invalid_status":
-        rec["status"] = int(rng.choice([s for s in BAD_STATUSES
-                                        if not limits.status_min <= s <= limits.status_max]))
+        rec["status"] = int(
+            rng.choice([s for s in BAD_STATUSES if not limits.status_min <= s <= limits.status_max])
+        )
     elif kind == "invalid_method":
         rec["method"] = str(rng.choice([m for m in BAD_METHODS if m not in limits.methods]))
     elif kind == "future_timestamp":

@@ -69,9 +69,14 @@ def plan_incidents(cfg: Config, start_ms: int, span_s: float, seed: int) -> list
     gen = cfg.generator.incidents
     templates = [e.template for e in cfg.endpoints]
     spans = [
-        IncidentSpan(i.kind, i.endpoint, templates.index(i.endpoint),
-                     start_ms + int(i.start_offset_s * 1000),
-                     start_ms + int((i.start_offset_s + i.duration_s) * 1000), i.factor)
+        IncidentSpan(
+            i.kind,
+            i.endpoint,
+            templates.index(i.endpoint),
+            start_ms + int(i.start_offset_s * 1000),
+            start_ms + int((i.start_offset_s + i.duration_s) * 1000),
+            i.factor,
+        )
         for i in gen.explicit
     ]
     rng = np.random.default_rng([seed, 7919])

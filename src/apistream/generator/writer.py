@@ -105,12 +105,19 @@ class LogGenerator:
         df = df.with_columns(ts_ms=pl.Series(ts))
         lines = self._encode(df).to_list()
         for i in np.flatnonzero((cat >= 1) & (cat <= len(DEFECT_KINDS))):
-            lines[i] = corrupt(DEFECT_KINDS[cat[i] - 1], json.loads(lines[i]), self.rng,
-                               self.cfg.validation, self.now_ms, iso_ms)
+            lines[i] = corrupt(
+                DEFECT_KINDS[cat[i] - 1],
+                json.loads(lines[i]),
+                self.rng,
+                self.cfg.validation,
+                self.now_ms,
+                iso_ms,
+            )
         # Exact re-deliveries of plain records, a little later in the same file.
         dup_src = np.flatnonzero((cat == PLAIN) & (self.rng.random(n) < self.gen.duplicate_rate))
-        keys = np.concatenate([np.arange(n, dtype=float),
-                               self.rng.integers(dup_src, n) + 0.5 if n else np.array([])])
+        keys = np.concatenate(
+            [np.arange(n, dtype=float), self.rng.integers(dup_src, n) + 0.5 if n else np.array([])]
+        )
         src = np.concatenate([np.arange(n), dup_src])
         order = np.argsort(keys, kind="stable")[:max_lines]
         kept_src, kept_dup = src[order], order >= n
@@ -121,8 +128,16 @@ class LogGenerator:
         ts = pl.from_epoch(pl.col("ts_ms"), time_unit="ms").dt.strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
         return df.select(
             pl.struct(
-                "request_id", ts.alias("timestamp"), "method", "path", "status", "latency_ms",
-                "bytes_sent", "client_ip", "user_agent", "api_key",
+                "request_id",
+                ts.alias("timestamp"),
+                "method",
+                "path",
+                "status",
+                "latency_ms",
+                "bytes_sent",
+                "client_ip",
+                "user_agent",
+                "api_key",
             ).struct.json_encode()
         ).to_series()
 
@@ -217,8 +232,9 @@ class LogGenerator:
         self.write_manifest()
         return self.manifest()
 
-    def live(self, stop: threading.Event,
-             on_file: Callable[[int], None] = lambda n: None) -> dict[str, Any]:
+    def live(
+        self, stop: threading.Event, on_file: Callable[[int], None] = lambda n: None
+    ) -> dict[str, Any]:
         """Write one file a second at `rate` events/s of wall-clock time until done or stopped."""
         next_tick = time.time()
         while self.tally.total_events < self.gen.events and not stop.is_set():

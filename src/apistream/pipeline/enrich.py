@@ -13,8 +13,10 @@ _PLACEHOLDER = re.compile(r"\{[^/{}]+\}")
 # Default normalisation of id-like path segments, applied when no template matches.
 DEFAULT_SEGMENTS = (
     (r"/[0-9]+(?=/|$)", "/{id}"),
-    (r"/[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}(?=/|$)",
-     "/{uuid}"),
+    (
+        r"/[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}(?=/|$)",
+        "/{uuid}",
+    ),
     (r"/[0-9a-fA-F]{16,}(?=/|$)", "/{hash}"),
 )
 
@@ -38,8 +40,11 @@ def endpoint_template(
     matchers += [(template_regex(e.template), e.template) for e in endpoints]
     expr: Column | None = None
     for regex, template in matchers:
-        expr = (F.when(bare.rlike(regex), F.lit(template)) if expr is None
-                else expr.when(bare.rlike(regex), F.lit(template)))
+        expr = (
+            F.when(bare.rlike(regex), F.lit(template))
+            if expr is None
+            else expr.when(bare.rlike(regex), F.lit(template))
+        )
     return default if expr is None else expr.otherwise(default)
 
 
@@ -52,9 +57,11 @@ def endpoint_dimension(spark: SparkSession, cfg: Config) -> DataFrame:
     """Endpoint attributes from the config, or from the CSV named in enrichment.endpoints_csv."""
     ddl = "endpoint string, service string, team string, latency_slo_ms double"
     if cfg.enrichment.endpoints_csv:
-        return spark.read.csv(cfg.enrichment.endpoints_csv, header=True, schema=(
-            "template string, service string, team string, latency_slo_ms double"
-        )).withColumnRenamed("template", "endpoint")
+        return spark.read.csv(
+            cfg.enrichment.endpoints_csv,
+            header=True,
+            schema=("template string, service string, team string, latency_slo_ms double"),
+        ).withColumnRenamed("template", "endpoint")
     rows = [(e.template, e.service, e.team, e.latency_slo_ms) for e in cfg.endpoints]
     return spark.createDataFrame(rows, ddl)
 
@@ -68,8 +75,9 @@ def to_events(cfg: Config, dimension: DataFrame) -> Callable[[DataFrame], DataFr
             "event_time",
             "method",
             "path",
-            endpoint_template(F.col("path"), cfg.enrichment.patterns, cfg.endpoints)
-            .alias("endpoint"),
+            endpoint_template(F.col("path"), cfg.enrichment.patterns, cfg.endpoints).alias(
+                "endpoint"
+            ),
             F.col("status_code").alias("status"),
             status_class(F.col("status_code")).alias("status_class"),
             F.col("latency").alias("latency_ms"),
@@ -91,6 +99,10 @@ def to_events(cfg: Config, dimension: DataFrame) -> Callable[[DataFrame], DataFr
 def to_quarantine(df: DataFrame) -> DataFrame:
     """Parsed records with a reason -> rows of the quarantine (raw text kept)."""
     return df.select(
-        "raw", "reason", "detail", "source_file", "ingest_time",
+        "raw",
+        "reason",
+        "detail",
+        "source_file",
+        "ingest_time",
         F.date_format("ingest_time", "yyyy-MM-dd").alias("ingest_date"),
     )

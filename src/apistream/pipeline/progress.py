@@ -35,15 +35,19 @@ class LiveStatus:
 
     queries: dict[str, QueryStatus] = field(default_factory=dict)
     totals: dict[str, int] = field(
-        default_factory=lambda: {"input": 0, "valid": 0, "quarantined": 0,
-                                 "duplicates": 0, "late": 0}
+        default_factory=lambda: {
+            "input": 0,
+            "valid": 0,
+            "quarantined": 0,
+            "duplicates": 0,
+            "late": 0,
+        }
     )
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def snapshot(self) -> tuple[dict[str, QueryStatus], dict[str, int]]:
         with self.lock:
-            return ({k: QueryStatus(**vars(v)) for k, v in self.queries.items()},
-                    dict(self.totals))
+            return ({k: QueryStatus(**vars(v)) for k, v in self.queries.items()}, dict(self.totals))
 
 
 def _state(progress: Any) -> tuple[int, int, int, dict[str, Any]]:
@@ -101,14 +105,22 @@ class ProgressRecorder(StreamingQueryListener):
         p = event.progress
         rows, mem, dropped, _ = _state(p)
         watermark = (p.eventTime or {}).get("watermark")
-        sqlite_store.record_progress(self.conn, {
-            "query": p.name, "batch_id": p.batchId, "timestamp": p.timestamp,
-            "input_rows": p.numInputRows,
-            "input_rows_per_second": _num(p.inputRowsPerSecond),
-            "processed_rows_per_second": _num(p.processedRowsPerSecond),
-            "batch_duration_ms": p.batchDuration, "watermark": watermark,
-            "state_rows": rows, "state_memory_bytes": mem, "rows_dropped_by_watermark": dropped,
-        })
+        sqlite_store.record_progress(
+            self.conn,
+            {
+                "query": p.name,
+                "batch_id": p.batchId,
+                "timestamp": p.timestamp,
+                "input_rows": p.numInputRows,
+                "input_rows_per_second": _num(p.inputRowsPerSecond),
+                "processed_rows_per_second": _num(p.processedRowsPerSecond),
+                "batch_duration_ms": p.batchDuration,
+                "watermark": watermark,
+                "state_rows": rows,
+                "state_memory_bytes": mem,
+                "rows_dropped_by_watermark": dropped,
+            },
+        )
         quality = quality_counts(p) if p.name == EVENTS_QUERY else None
         if quality:
             sqlite_store.record_quality(self.conn, p.batchId, *quality, watermark)

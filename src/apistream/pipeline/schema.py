@@ -3,8 +3,16 @@
 from pyspark.sql.types import StringType, StructField, StructType
 
 RAW_FIELDS = (
-    "request_id", "timestamp", "method", "path", "status", "latency_ms",
-    "bytes_sent", "client_ip", "user_agent", "api_key",
+    "request_id",
+    "timestamp",
+    "method",
+    "path",
+    "status",
+    "latency_ms",
+    "bytes_sent",
+    "client_ip",
+    "user_agent",
+    "api_key",
 )
 REQUIRED_FIELDS = ("request_id", "timestamp", "method", "path", "status", "latency_ms")
 CORRUPT_COLUMN = "_corrupt_record"

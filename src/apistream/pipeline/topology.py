@@ -126,8 +126,12 @@ class MetricsSink:
         # The batch is the handful of windows this micro-batch updated.
         rows = batch.toArrow().to_pylist()
         sqlite_store.apply_metrics_batch(
-            self._conn, batch_id, rows, self.cfg.processing.metrics_watermark,
-            self.cfg.processing.window, self.writer,
+            self._conn,
+            batch_id,
+            rows,
+            self.cfg.processing.metrics_watermark,
+            self.cfg.processing.window,
+            self.writer,
         )
 
 
@@ -163,13 +167,19 @@ class StreamRun:
             .transform(to_events(cfg, dimension))
         )
         self.queries[EVENTS_QUERY] = (
-            self._writer(events, EVENTS_QUERY).format("parquet")
-            .option("path", self.paths.events).partitionBy("date", "hour").start()
+            self._writer(events, EVENTS_QUERY)
+            .format("parquet")
+            .option("path", self.paths.events)
+            .partitionBy("date", "hour")
+            .start()
         )
         quarantine = checked_records(read_source(self.spark, cfg), cfg).filter(~is_valid())
         self.queries["quarantine"] = (
-            self._writer(quarantine.transform(to_quarantine), "quarantine").format("parquet")
-            .option("path", self.paths.quarantine).partitionBy("ingest_date").start()
+            self._writer(quarantine.transform(to_quarantine), "quarantine")
+            .format("parquet")
+            .option("path", self.paths.quarantine)
+            .partitionBy("ingest_date")
+            .start()
         )
 
     def events_lake_ready(self) -> bool:
@@ -187,8 +197,10 @@ class StreamRun:
             cfg.processing.percentile_accuracy,
         )
         self.queries["metrics"] = (
-            self._writer(metrics, "metrics").outputMode("update")
-            .foreachBatch(MetricsSink(cfg, self.paths)).start()
+            self._writer(metrics, "metrics")
+            .outputMode("update")
+            .foreachBatch(MetricsSink(cfg, self.paths))
+            .start()
         )
 
     def failed(self) -> None:
@@ -251,8 +263,9 @@ def run_stream(
                 run.wait(["metrics"], stop, tick)
                 run.settle("metrics")
             if not stop.is_set():
-                sqlite_store.finalise_all(conn, cfg.processing.window,
-                                          FinalWindowWriter(paths.endpoint_metrics))
+                sqlite_store.finalise_all(
+                    conn, cfg.processing.window, FinalWindowWriter(paths.endpoint_metrics)
+                )
         else:
             while not stop.is_set():
                 if "metrics" not in run.queries and run.events_lake_ready():

@@ -9,8 +9,12 @@ from apistream.config import ValidationConfig
 from apistream.pipeline.schema import REASONS, REQUIRED_FIELDS
 
 # Raw string field -> the typed column parse.py derived from it.
-TYPED = {"timestamp": "event_time", "status": "status_code", "latency_ms": "latency",
-         "bytes_sent": "nbytes"}
+TYPED = {
+    "timestamp": "event_time",
+    "status": "status_code",
+    "latency_ms": "latency",
+    "bytes_sent": "nbytes",
+}
 
 
 def first_missing_field() -> Column:
@@ -21,8 +25,10 @@ def first_missing_field() -> Column:
 def first_wrong_type() -> Column:
     """Name of the first field present but not convertible to its type, else null."""
     return F.coalesce(
-        *[F.when(F.col(raw).isNotNull() & F.col(typed).isNull(), F.lit(raw))
-          for raw, typed in TYPED.items()]
+        *[
+            F.when(F.col(raw).isNotNull() & F.col(typed).isNull(), F.lit(raw))
+            for raw, typed in TYPED.items()
+        ]
     )
 
 
@@ -34,20 +40,26 @@ def rules(limits: ValidationConfig) -> list[tuple[str, Column, Column | None]]:
         ("missing_field", first_missing_field().isNotNull(), first_missing_field()),
         ("wrong_type", first_wrong_type().isNotNull(), first_wrong_type()),
         ("invalid_method", ~F.col("method").isin(*limits.methods), F.col("method")),
-        ("invalid_status",
-         ~F.col("status_code").between(limits.status_min, limits.status_max),
-         F.col("status")),
+        (
+            "invalid_status",
+            ~F.col("status_code").between(limits.status_min, limits.status_max),
+            F.col("status"),
+        ),
         ("negative_latency", F.col("latency") < 0, F.col("latency_ms")),
         ("absurd_latency", F.col("latency") > limits.max_latency_ms, F.col("latency_ms")),
-        ("future_timestamp",
-         F.col("event_time") > now + F.make_interval(secs=F.lit(limits.max_future)),
-         F.col("timestamp")),
+        (
+            "future_timestamp",
+            F.col("event_time") > now + F.make_interval(secs=F.lit(limits.max_future)),
+            F.col("timestamp"),
+        ),
     ]
     if limits.max_age is not None:
         checks.append(
-            ("stale_timestamp",
-             F.col("event_time") < now - F.make_interval(secs=F.lit(limits.max_age)),
-             F.col("timestamp"))
+            (
+                "stale_timestamp",
+                F.col("event_time") < now - F.make_interval(secs=F.lit(limits.max_age)),
+                F.col("timestamp"),
+            )
         )
     assert [c[0] for c in checks] == list(REASONS[: len(checks)])
     return checks
@@ -61,10 +73,12 @@ def with_quarantine_reason(limits: ValidationConfig) -> Callable[[DataFrame], Da
         detail: Column | None = None
         for name, broken, why in rules(limits):
             why = why if why is not None else F.lit(None).cast("string")
-            reason = (F.when(broken, name) if reason is None
-                      else reason.when(broken, name))
-            detail = (F.when(broken, why.cast("string")) if detail is None
-                      else detail.when(broken, why.cast("string")))
+            reason = F.when(broken, name) if reason is None else reason.when(broken, name)
+            detail = (
+                F.when(broken, why.cast("string"))
+                if detail is None
+                else detail.when(broken, why.cast("string"))
+            )
         return df.withColumn("reason", reason).withColumn("detail", detail)
 
     return transform
