@@ -230,10 +230,13 @@ class StreamRun:
             self.recorder.wait_for(name, q.lastProgress["batchId"])
 
     def stop(self) -> None:
+        """Stop every query, then let the listener record their last progress."""
         for name in (EVENTS_QUERY, "quarantine", "metrics"):
             q = self.queries.get(name)
             if q is not None and q.isActive:
                 q.stop()
+        for name in self.queries:
+            self.settle(name)
 
 
 def run_stream(
