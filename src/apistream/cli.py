@@ -224,6 +224,55 @@ def demo(
         _fail(exc)
 
 
+@app.command()
+def ingest(
+    paths: Annotated[
+        list[Path], typer.Argument(help="Log files (plain or .gz), or one directory.")
+    ],
+    format: Annotated[
+        str, typer.Option("--format", help="nginx | apache | alb | haproxy | json_mapped | json")
+    ] = "nginx",
+    log_format: Annotated[
+        str | None,
+        typer.Option(
+            "--log-format",
+            help="nginx log_format / Apache LogFormat string, or a preset "
+            "(nginx: combined, combined_rt; apache: common, combined).",
+        ),
+    ] = None,
+    follow: Annotated[
+        bool,
+        typer.Option("--follow", help="Keep streaming new files that appear in the directory."),
+    ] = False,
+    timezone: Annotated[
+        str | None, typer.Option(help="Zone of timestamps without an offset (HAProxy).")
+    ] = None,
+    config: ConfigOpt = None,
+    output: OutputOpt = None,
+) -> None:
+    """Replay existing access logs through the pipeline (or tail a directory with --follow)."""
+    try:
+        from apistream.ingest.plan import ingest_config
+
+        cfg = _load(
+            config,
+            **{
+                "sinks.output": output,
+                "logs.format": format,
+                "logs.log_format": log_format,
+                "logs.timezone": timezone,
+            },
+        )
+        cfg = ingest_config(cfg, paths, follow)
+        with _stop_on_signals() as stop:
+            _stream(cfg, not follow, stop)
+        from apistream.summary import print_run_summary
+
+        print_run_summary(console, cfg)
+    except ApiStreamError as exc:
+        _fail(exc)
+
+
 @app.command("validate-config")
 def validate_config(config: ConfigOpt = None) -> None:
     """Check a config file (and APISTREAM_* overrides); exit non-zero naming a bad key."""

@@ -255,6 +255,51 @@ class EnrichmentConfig(_Model):
     endpoints_csv: str | None = None
 
 
+LOG_FIELDS = (
+    "request_id",
+    "timestamp",
+    "method",
+    "path",
+    "status",
+    "latency_ms",
+    "bytes_sent",
+    "client_ip",
+    "user_agent",
+    "api_key",
+)
+
+
+class LogsConfig(_Model):
+    """What the input lines are: the generator's JSON, an access-log format, or mapped JSON."""
+
+    format: Literal["json", "nginx", "apache", "alb", "haproxy", "json_mapped"] = "json"
+    log_format: str | None = None
+    timezone: str = "UTC"
+    json_fields: dict[str, str] = Field(default_factory=dict)
+    json_latency_unit: Literal["ms", "s", "us"] = "ms"
+
+    @model_validator(mode="after")
+    def _compiles(self) -> LogsConfig:
+        if self.format in ("nginx", "apache", "alb", "haproxy"):
+            from apistream.ingest.formats import compile_format
+
+            try:
+                compile_format(self.format, self.log_format, self.timezone)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        if self.format == "json_mapped":
+            unknown = set(self.json_fields) - set(LOG_FIELDS)
+            if unknown:
+                raise ValueError(f"json_fields: unknown event fields {sorted(unknown)}")
+            missing = {"timestamp", "path", "status"} - set(self.json_fields)
+            if missing:
+                raise ValueError(f"json_fields must map {sorted(missing)}")
+            bad = [p for p in self.json_fields.values() if not p.startswith("$")]
+            if bad:
+                raise ValueError(f"json_fields values are JSON paths like '$.a.b', not {bad}")
+        return self
+
+
 class SinkConfig(_Model):
     """Where results land; every path is under the output root."""
 
@@ -281,6 +326,7 @@ class Config(_Model):
     processing: ProcessingConfig = ProcessingConfig()
     validation: ValidationConfig = ValidationConfig()
     enrichment: EnrichmentConfig = EnrichmentConfig()
+    logs: LogsConfig = LogsConfig()
     sinks: SinkConfig = SinkConfig()
     spark: SparkConfig = SparkConfig()
 

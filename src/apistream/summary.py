@@ -53,7 +53,9 @@ def print_run_summary(console: Console, cfg: Config, spark: Any = None, top: int
         table.add_column("endpoint")
         table.add_column("requests", justify="right")
         table.add_column(key, justify="right")
-        for row in sorted(stats, key=lambda r: -r[key])[:top]:
+        for row in sorted(stats, key=lambda r: -(r[key] or 0))[:top]:
+            if row[key] is None:
+                continue
             table.add_row(row["endpoint"], f"{row['requests']:,}", fmt.format(row[key]))
         console.print(table)
     totals = sqlite_store.read_totals(paths.sqlite)

@@ -15,6 +15,8 @@ RAW_FIELDS = (
     "api_key",
 )
 REQUIRED_FIELDS = ("request_id", "timestamp", "method", "path", "status", "latency_ms")
+# Access logs may carry no latency at all; their latency metrics are then empty, not zero.
+ACCESS_LOG_REQUIRED = ("request_id", "timestamp", "method", "path", "status")
 CORRUPT_COLUMN = "_corrupt_record"
 
 # Every field is read as a string, so a wrong type is a quarantine reason naming the field
@@ -26,6 +28,7 @@ RAW_SCHEMA = StructType(
 # One reason per quarantined record: the first rule it breaks, in this order.
 REASONS = (
     "malformed_json",
+    "unparseable_line",
     "missing_field",
     "wrong_type",
     "invalid_method",

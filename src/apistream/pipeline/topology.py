@@ -27,16 +27,18 @@ from pyspark.sql.streaming import StreamingQuery
 from apistream import sqlite_store
 from apistream.config import Config, spark_interval
 from apistream.errors import ApiStreamError
+from apistream.ingest.formats import compile_format
 from apistream.pipeline.aggregate import endpoint_window_metrics
 from apistream.pipeline.enrich import endpoint_dimension, to_events, to_quarantine
 from apistream.pipeline.parse import parse_json_lines
+from apistream.pipeline.parse_access import parse_access_lines, parse_mapped_json
 from apistream.pipeline.progress import (
     EVENTS_QUERY,
     QUALITY_METRICS,
     LiveStatus,
     ProgressRecorder,
 )
-from apistream.pipeline.schema import EVENTS_DDL
+from apistream.pipeline.schema import ACCESS_LOG_REQUIRED, EVENTS_DDL
 from apistream.pipeline.validate import is_valid, quality_counters, with_quarantine_reason
 
 
@@ -93,9 +95,53 @@ def read_source(spark: SparkSession, cfg: Config) -> DataFrame:
     )
 
 
+def read_numbered_lines(spark: SparkSession, cfg: Config) -> DataFrame:
+    """Lines of whole files (plain or gzip) with their 0-based line number, so a record
+    without a request id still gets a stable one (file text + line)."""
+    files = (
+        spark.readStream.format("text")
+        .option("wholetext", True)
+        .option("maxFilesPerTrigger", cfg.source.max_files_per_trigger)
+        .option("pathGlobFilter", cfg.source.glob)
+        .load(cfg.source.path)
+        .select(
+            F.split("value", "\n").alias("lines"), F.col("_metadata.file_path").alias("source_file")
+        )
+    )
+    numbered = files.select(
+        "source_file", F.size("lines").alias("n"), F.posexplode("lines").alias("line_no", "value")
+    )
+    # A file ending in a newline splits into a last, empty element that is no line.
+    return (
+        numbered.filter(~((F.col("line_no") == F.col("n") - 1) & (F.col("value") == "")))
+        .select(F.regexp_replace("value", "\r$", "").alias("value"), "line_no", "source_file")
+        .withColumn("ingest_time", F.current_timestamp())
+    )
+
+
+def read_lines(spark: SparkSession, cfg: Config) -> DataFrame:
+    """The source's lines: JSON lines as they come, other formats numbered."""
+    if cfg.logs.format == "json":
+        return read_source(spark, cfg)
+    return read_numbered_lines(spark, cfg)
+
+
 def checked_records(lines: DataFrame, cfg: Config) -> DataFrame:
     """Parsed records, each with a quarantine reason or none."""
-    return lines.transform(parse_json_lines).transform(with_quarantine_reason(cfg.validation))
+    logs = cfg.logs
+    if logs.format == "json":
+        parsed = lines.transform(parse_json_lines)
+        return parsed.transform(with_quarantine_reason(cfg.validation))
+    if logs.format == "json_mapped":
+        parsed = lines.transform(parse_mapped_json(logs.json_fields, logs.json_latency_unit))
+        malformed = "malformed_json"
+    else:
+        fmt = compile_format(logs.format, logs.log_format, logs.timezone)
+        parsed = lines.transform(parse_access_lines(fmt))
+        malformed = "unparseable_line"
+    return parsed.drop("line_no").transform(
+        with_quarantine_reason(cfg.validation, ACCESS_LOG_REQUIRED, malformed)
+    )
 
 
 class FinalWindowWriter:
@@ -158,7 +204,7 @@ class StreamRun:
         """Start the events and quarantine queries over the source."""
         cfg = self.cfg
         dimension = endpoint_dimension(self.spark, cfg)
-        records = checked_records(read_source(self.spark, cfg), cfg)
+        records = checked_records(read_lines(self.spark, cfg), cfg)
         events = (
             records.observe(QUALITY_METRICS, *quality_counters())
             .filter(is_valid())
@@ -173,7 +219,7 @@ class StreamRun:
             .partitionBy("date", "hour")
             .start()
         )
-        quarantine = checked_records(read_source(self.spark, cfg), cfg).filter(~is_valid())
+        quarantine = checked_records(read_lines(self.spark, cfg), cfg).filter(~is_valid())
         self.queries["quarantine"] = (
             self._writer(quarantine.transform(to_quarantine), "quarantine")
             .format("parquet")

@@ -1,6 +1,6 @@
 """Validation rules as Column expressions that yield a quarantine reason or null."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -17,9 +17,9 @@ TYPED = {
 }
 
 
-def first_missing_field() -> Column:
+def first_missing_field(required: Sequence[str] = REQUIRED_FIELDS) -> Column:
     """Name of the first required field that is absent, else null."""
-    return F.coalesce(*[F.when(F.col(f).isNull(), F.lit(f)) for f in REQUIRED_FIELDS])
+    return F.coalesce(*[F.when(F.col(f).isNull(), F.lit(f)) for f in required])
 
 
 def first_wrong_type() -> Column:
@@ -32,12 +32,21 @@ def first_wrong_type() -> Column:
     )
 
 
-def rules(limits: ValidationConfig) -> list[tuple[str, Column, Column | None]]:
-    """(reason, broken-when condition, detail) in priority order; the first match wins."""
+def rules(
+    limits: ValidationConfig,
+    required: Sequence[str] = REQUIRED_FIELDS,
+    malformed: str = "malformed_json",
+) -> list[tuple[str, Column, Column | None]]:
+    """(reason, broken-when condition, detail) in priority order; the first match wins.
+
+    `malformed` names the reason of a line that could not be parsed at all
+    (malformed_json for JSON, unparseable_line for access-log formats).
+    """
     now = F.col("ingest_time")
+    missing = first_missing_field(required)
     checks: list[tuple[str, Column, Column | None]] = [
-        ("malformed_json", F.col("is_malformed"), None),
-        ("missing_field", first_missing_field().isNotNull(), first_missing_field()),
+        (malformed, F.col("is_malformed"), None),
+        ("missing_field", missing.isNotNull(), missing),
         ("wrong_type", first_wrong_type().isNotNull(), first_wrong_type()),
         ("invalid_method", ~F.col("method").isin(*limits.methods), F.col("method")),
         (
@@ -61,17 +70,21 @@ def rules(limits: ValidationConfig) -> list[tuple[str, Column, Column | None]]:
                 F.col("timestamp"),
             )
         )
-    assert [c[0] for c in checks] == list(REASONS[: len(checks)])
+    assert all(c[0] in REASONS for c in checks)
     return checks
 
 
-def with_quarantine_reason(limits: ValidationConfig) -> Callable[[DataFrame], DataFrame]:
+def with_quarantine_reason(
+    limits: ValidationConfig,
+    required: Sequence[str] = REQUIRED_FIELDS,
+    malformed: str = "malformed_json",
+) -> Callable[[DataFrame], DataFrame]:
     """Adds `reason` and `detail` (null for a valid record); needs `ingest_time`."""
 
     def transform(df: DataFrame) -> DataFrame:
         reason: Column | None = None
         detail: Column | None = None
-        for name, broken, why in rules(limits):
+        for name, broken, why in rules(limits, required, malformed):
             why = why if why is not None else F.lit(None).cast("string")
             reason = F.when(broken, name) if reason is None else reason.when(broken, name)
             detail = (
