@@ -273,6 +273,51 @@ def ingest(
         _fail(exc)
 
 
+@app.command()
+def evaluate(
+    config: ConfigOpt = None,
+    input: InputOpt = None,
+    output: OutputOpt = None,
+) -> None:
+    """Precision and recall of the detected anomalies against the generator's incidents."""
+    import json
+    import sqlite3
+    from contextlib import closing
+
+    from rich.table import Table
+
+    from apistream.evaluation import evaluate as score
+
+    try:
+        cfg = _load(config, **{"source.path": input, "sinks.output": output})
+        manifest_path = Path(cfg.source.path) / "manifest.json"
+        if not manifest_path.is_file():
+            raise ApiStreamError(f"no generator manifest at {manifest_path}")
+        if not Path(cfg.sqlite_path).is_file():
+            raise ApiStreamError(f"no analytics database at {cfg.sqlite_path}")
+        incidents = json.loads(manifest_path.read_text())["incidents"]
+        with closing(sqlite3.connect(cfg.sqlite_path)) as db:
+            db.row_factory = sqlite3.Row
+            alerts = [dict(r) for r in db.execute("SELECT * FROM anomalies")]
+    except (ApiStreamError, sqlite3.Error) as exc:
+        _fail(exc if isinstance(exc, ApiStreamError) else ApiStreamError(str(exc)))
+        return
+    result = score(incidents, alerts)
+    table = Table(title="incidents", title_justify="left")
+    for col in ("kind", "endpoint", "start", "end", "found"):
+        table.add_column(col)
+    missed = {(i["endpoint"], i["start"]) for i in result.missed}
+    for i in incidents:
+        found = (i["endpoint"], i["start"][:19] + "Z") not in missed
+        table.add_row(i["kind"], i["endpoint"], i["start"], i["end"], "yes" if found else "NO")
+    console.print(table)
+    console.print(
+        f"alerts {result.alerts} (true {result.true_alerts}), incidents "
+        f"{result.incidents} (found {result.found})"
+    )
+    console.print(f"precision {result.precision:.3f}  recall {result.recall:.3f}")
+
+
 @app.command("validate-config")
 def validate_config(config: ConfigOpt = None) -> None:
     """Check a config file (and APISTREAM_* overrides); exit non-zero naming a bad key."""

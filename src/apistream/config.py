@@ -300,6 +300,27 @@ class LogsConfig(_Model):
         return self
 
 
+class AnomalyConfig(_Model):
+    """Baselines and thresholds of the anomaly detector (see docs/design.md)."""
+
+    k: float = Field(default=2.0, gt=0)
+    baseline_windows: int = Field(default=20, ge=2)
+    min_baseline_windows: int = Field(default=5, ge=1)
+    min_requests: int = Field(default=20, ge=1)
+    min_latency_increase: float = Field(default=1.0, ge=0)
+    min_error_rate_increase: float = Field(default=0.1, ge=0, le=1)
+    traffic_spike_ratio: float = Field(default=2.0, gt=1)
+    traffic_drop_ratio: float = Field(default=0.5, gt=0, lt=1)
+
+
+class SloConfig(_Model):
+    """SLO targets of the batch report; the latency threshold is each endpoint's SLO."""
+
+    latency_target: float = Field(default=0.95, gt=0, le=1)
+    availability_target: float = Field(default=0.995, gt=0, le=1)
+    default_latency_slo_ms: float = Field(default=500, gt=0)
+
+
 class SinkConfig(_Model):
     """Where results land; every path is under the output root."""
 
@@ -327,6 +348,8 @@ class Config(_Model):
     validation: ValidationConfig = ValidationConfig()
     enrichment: EnrichmentConfig = EnrichmentConfig()
     logs: LogsConfig = LogsConfig()
+    anomaly: AnomalyConfig = AnomalyConfig()
+    slo: SloConfig = SloConfig()
     sinks: SinkConfig = SinkConfig()
     spark: SparkConfig = SparkConfig()
 

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from apistream.anomalies import ANOMALY_SCHEMA
 from apistream.pipeline.aggregate import METRIC_COLUMNS
 
 METRICS_QUERY = "metrics"
@@ -127,7 +128,7 @@ def connect(path: str | Path) -> sqlite3.Connection:
     conn = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
-    conn.executescript(SCHEMA)
+    conn.executescript(SCHEMA + ANOMALY_SCHEMA)
     return conn
 
 
@@ -151,6 +152,7 @@ _UPSERT = (
 )
 
 FinalHandler = Callable[[list[dict[str, Any]], str], None]
+Detector = Callable[[sqlite3.Connection, list[dict[str, Any]], str, str | None], Any]
 
 
 def apply_metrics_batch(
@@ -160,6 +162,7 @@ def apply_metrics_batch(
     watermark_delay_s: float,
     window_s: float,
     on_final: FinalHandler,
+    detector: Detector | None = None,
 ) -> bool:
     """Upsert one micro-batch of window metrics and finalise the windows the watermark passed.
 
@@ -190,7 +193,7 @@ def apply_metrics_batch(
         touched = {iso(r["window_start"]) for r in rows}
         if prev_max is not None:
             threshold = iso(prev_max - timedelta(seconds=watermark_delay_s))
-            touched |= _finalise(conn, threshold, on_final, f"batch-{batch_id:010d}")
+            touched |= _finalise(conn, threshold, on_final, f"batch-{batch_id:010d}", detector)
             _refresh_throughput(conn, touched, window_s, threshold)
         else:
             _refresh_throughput(conn, touched, window_s, None)
@@ -206,18 +209,30 @@ def apply_metrics_batch(
         raise
 
 
-def finalise_all(conn: sqlite3.Connection, window_s: float, on_final: FinalHandler) -> int:
+def finalise_all(
+    conn: sqlite3.Connection,
+    window_s: float,
+    on_final: FinalHandler,
+    detector: Detector | None = None,
+) -> int:
     """End of input: every open window is final (like a watermark at +infinity)."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         last = conn.execute(
             "SELECT MAX(batch_id) FROM sink_commits WHERE query = ?", (METRICS_QUERY,)
         ).fetchone()[0]
+        newest = conn.execute(
+            "SELECT max_event_time FROM sink_commits WHERE query = ? "
+            "ORDER BY batch_id DESC LIMIT 1",
+            (METRICS_QUERY,),
+        ).fetchone()
         touched = _finalise(
             conn,
             "9999-12-31T23:59:59Z",
             on_final,
             f"flush-{(last if last is not None else -1):010d}",
+            detector,
+            newest[0] if newest else None,
         )
         _refresh_throughput(conn, touched, window_s, "9999-12-31T23:59:59Z")
         conn.execute("COMMIT")
@@ -228,7 +243,12 @@ def finalise_all(conn: sqlite3.Connection, window_s: float, on_final: FinalHandl
 
 
 def _finalise(
-    conn: sqlite3.Connection, threshold: str, on_final: FinalHandler, tag: str
+    conn: sqlite3.Connection,
+    threshold: str,
+    on_final: FinalHandler,
+    tag: str,
+    detector: Detector | None = None,
+    complete_until: str | None = None,
 ) -> set[str]:
     cur = conn.execute(
         "SELECT * FROM endpoint_metrics WHERE is_final = 0 AND window_end <= ? "
@@ -242,6 +262,8 @@ def _finalise(
     for r in final:
         r["is_final"] = 1
     on_final(final, tag)
+    if detector is not None:
+        detector(conn, final, tag, complete_until)
     conn.execute(
         "UPDATE endpoint_metrics SET is_final = 1 WHERE is_final = 0 AND window_end <= ?",
         (threshold,),

@@ -25,6 +25,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
 from apistream import sqlite_store
+from apistream.anomalies import AnomalyDetector
 from apistream.config import Config, spark_interval
 from apistream.errors import ApiStreamError
 from apistream.ingest.formats import compile_format
@@ -49,6 +50,7 @@ class Paths:
     events: str
     quarantine: str
     endpoint_metrics: str
+    anomalies: str
     checkpoints: str
     sqlite: str
 
@@ -58,6 +60,7 @@ class Paths:
             events=cfg.path("lake", "events"),
             quarantine=cfg.path("lake", "quarantine"),
             endpoint_metrics=cfg.path("lake", "endpoint_metrics"),
+            anomalies=cfg.path("lake", "anomalies"),
             checkpoints=cfg.path("checkpoints"),
             sqlite=cfg.sqlite_path,
         )
@@ -164,6 +167,7 @@ class MetricsSink:
         self.cfg = cfg
         self.sqlite = paths.sqlite
         self.writer = FinalWindowWriter(paths.endpoint_metrics)
+        self.detector = AnomalyDetector(cfg.anomaly, FinalWindowWriter(paths.anomalies))
         self._conn = None
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
@@ -178,6 +182,7 @@ class MetricsSink:
             self.cfg.processing.metrics_watermark,
             self.cfg.processing.window,
             self.writer,
+            self.detector,
         )
 
 
@@ -313,7 +318,10 @@ def run_stream(
                 run.settle("metrics")
             if not stop.is_set():
                 sqlite_store.finalise_all(
-                    conn, cfg.processing.window, FinalWindowWriter(paths.endpoint_metrics)
+                    conn,
+                    cfg.processing.window,
+                    FinalWindowWriter(paths.endpoint_metrics),
+                    AnomalyDetector(cfg.anomaly, FinalWindowWriter(paths.anomalies)),
                 )
         else:
             while not stop.is_set():

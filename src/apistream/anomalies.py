@@ -1,0 +1,193 @@
+"""Anomaly detection on finalised windows, per endpoint and service-wide.
+
+Each finalised window is summarised per endpoint (all methods) and for the whole service
+(endpoint '*'): requests, 5xx rate, average and p95 latency. Every (scope, metric) keeps an
+exponentially weighted mean and variance (the baseline) in SQLite, updated in the same
+transaction as the window metrics, so baselines survive restarts and a replayed batch is a
+no-op. A window is flagged when |z| > k *and* the change is large enough to matter
+(AnomalyConfig); anomalous values do not update the baseline, so an incident cannot teach
+the baseline that it is normal. Runs once per window in the metrics sink, not per record.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from apistream.config import AnomalyConfig
+
+SERVICE = "*"
+METRICS = ("latency_p95_ms", "latency_avg_ms", "error_rate_5xx", "requests")
+
+ANOMALY_SCHEMA = """
+CREATE TABLE IF NOT EXISTS anomalies (
+    endpoint TEXT NOT NULL,              -- endpoint template, or '*' for the whole service
+    method TEXT NOT NULL,                -- '*': all methods of the endpoint
+    window_start TEXT NOT NULL,
+    window_end TEXT NOT NULL,
+    metric TEXT NOT NULL,                -- latency_p95_ms | latency_avg_ms | error_rate_5xx |
+                                         -- requests (traffic spike or drop)
+    observed REAL NOT NULL,
+    baseline_mean REAL NOT NULL,
+    baseline_std REAL NOT NULL,
+    z_score REAL NOT NULL,
+    severity TEXT NOT NULL,              -- warning (|z| > k) or critical (|z| > 2k)
+    detected_at TEXT NOT NULL,
+    PRIMARY KEY (endpoint, method, window_start, metric)
+);
+CREATE TABLE IF NOT EXISTS anomaly_baselines (
+    endpoint TEXT NOT NULL, metric TEXT NOT NULL,
+    windows INTEGER NOT NULL, mean REAL NOT NULL, var REAL NOT NULL, last_window TEXT NOT NULL,
+    PRIMARY KEY (endpoint, metric)
+);
+"""
+
+
+@dataclass
+class Baseline:
+    """Exponentially weighted mean and variance (a running mean until `span` windows)."""
+
+    windows: int = 0
+    mean: float = 0.0
+    var: float = 0.0
+
+    def update(self, x: float, span: int) -> None:
+        alpha = max(2.0 / (span + 1), 1.0 / (self.windows + 1))
+        diff = x - self.mean
+        incr = alpha * diff
+        self.mean += incr
+        self.var = (1 - alpha) * (self.var + diff * incr)
+        self.windows += 1
+
+    def std(self, metric: str) -> float:
+        """Standard deviation with a floor, so a flat baseline does not make every wiggle
+        infinitely surprising: 5% of the mean, or 1 point for a rate."""
+        floor = 0.01 if metric == "error_rate_5xx" else 0.05 * abs(self.mean)
+        return max(math.sqrt(max(self.var, 0.0)), floor, 1e-9)
+
+
+def summarise(rows: Iterable[dict[str, Any]]) -> dict[tuple[str, str], dict[str, float]]:
+    """Final window rows (per endpoint x method) -> per (window_start, scope) observations."""
+    acc: dict[tuple[str, str], dict[str, float]] = defaultdict(
+        lambda: {"requests": 0, "s5": 0, "lat_sum": 0.0, "p95_sum": 0.0, "timed": 0}
+    )
+    ends: dict[str, str] = {}
+    for r in rows:
+        ends[r["window_start"]] = r["window_end"]
+        for scope in (r["endpoint"], SERVICE):
+            a = acc[(r["window_start"], scope)]
+            a["requests"] += r["requests"]
+            a["s5"] += r["status_5xx"] or 0
+            if r["latency_avg_ms"] is not None:
+                a["lat_sum"] += r["latency_avg_ms"] * r["requests"]
+                a["p95_sum"] += r["latency_p95_ms"] * r["requests"]
+                a["timed"] += r["requests"]
+    out = {}
+    for (ws, scope), a in acc.items():
+        obs: dict[str, Any] = {
+            "requests": a["requests"],
+            "window_end": ends[ws],
+            "error_rate_5xx": a["s5"] / a["requests"],
+        }
+        if a["timed"]:
+            # p95 of a scope with several methods: request-weighted mean of their p95s.
+            obs["latency_avg_ms"] = a["lat_sum"] / a["timed"]
+            obs["latency_p95_ms"] = a["p95_sum"] / a["timed"]
+        out[(ws, scope)] = obs
+    return out
+
+
+def check(
+    metric: str, x: float, base: Baseline, requests: float, cfg: AnomalyConfig
+) -> float | None:
+    """The z-score if (metric, x) is anomalous against the baseline, else None."""
+    if base.windows < cfg.min_baseline_windows:
+        return None
+    z = (x - base.mean) / base.std(metric)
+    if metric == "requests":
+        if z > cfg.k and x >= base.mean * cfg.traffic_spike_ratio:
+            return z
+        if z < -cfg.k and x <= base.mean * cfg.traffic_drop_ratio:
+            return z
+        return None
+    if requests < cfg.min_requests or z <= cfg.k:
+        return None
+    if metric == "error_rate_5xx":
+        return z if x - base.mean >= cfg.min_error_rate_increase else None
+    return z if x >= base.mean * (1 + cfg.min_latency_increase) else None
+
+
+class AnomalyDetector:
+    """Scores finalised windows against SQLite-held baselines; call inside the sink's
+    transaction. `write(rows, tag)` persists the anomalies found (Parquet)."""
+
+    def __init__(self, cfg: AnomalyConfig, write: Callable[[list[dict[str, Any]], str], None]):
+        self.cfg = cfg
+        self.write = write
+
+    def __call__(
+        self,
+        conn: sqlite3.Connection,
+        final_rows: list[dict[str, Any]],
+        tag: str,
+        complete_until: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Score windows in time order. Request counts are only judged on complete windows:
+        not the stream's first window, nor one ending after the newest event seen
+        (`complete_until`, at the end of input)."""
+        baselines: dict[tuple[str, str], Baseline] = {
+            (e, m): Baseline(n, mean, var)
+            for e, m, n, mean, var in conn.execute(
+                "SELECT endpoint, metric, windows, mean, var FROM anomaly_baselines"
+            )
+        }
+        found: list[dict[str, Any]] = []
+        now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        observations = summarise(final_rows)
+        first = conn.execute("SELECT MIN(window_start) FROM endpoint_metrics").fetchone()[0]
+        for (ws, scope), obs in sorted(observations.items()):
+            partial = ws == first or (
+                complete_until is not None and obs["window_end"] > complete_until
+            )
+            for metric in METRICS:
+                if metric not in obs or (metric == "requests" and partial):
+                    continue
+                base = baselines.setdefault((scope, metric), Baseline())
+                z = check(metric, obs[metric], base, obs["requests"], self.cfg)
+                if z is None:
+                    base.update(obs[metric], self.cfg.baseline_windows)
+                    continue
+                found.append(
+                    {
+                        "endpoint": scope,
+                        "method": "*",
+                        "window_start": ws,
+                        "window_end": obs["window_end"],
+                        "metric": metric,
+                        "observed": float(obs[metric]),
+                        "baseline_mean": base.mean,
+                        "baseline_std": base.std(metric),
+                        "z_score": z,
+                        "severity": "critical" if abs(z) > 2 * self.cfg.k else "warning",
+                        "detected_at": now,
+                    }
+                )
+        last = max((ws for ws, _ in observations), default="")
+        conn.executemany(
+            "INSERT OR REPLACE INTO anomaly_baselines VALUES (?, ?, ?, ?, ?, ?)",
+            [(e, m, b.windows, b.mean, b.var, last) for (e, m), b in baselines.items()],
+        )
+        if found:
+            self.write(found, tag)
+            cols = list(found[0])
+            conn.executemany(
+                f"INSERT OR REPLACE INTO anomalies ({', '.join(cols)}) "
+                f"VALUES ({', '.join('?' * len(cols))})",
+                [[a[c] for c in cols] for a in found],
+            )
+        return found

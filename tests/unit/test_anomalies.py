@@ -1,0 +1,103 @@
+"""The detector's arithmetic and rules, and the evaluation, without Spark."""
+
+import math
+import sqlite3
+
+import pytest
+
+from apistream import sqlite_store
+from apistream.anomalies import AnomalyDetector, Baseline, check, summarise
+from apistream.config import AnomalyConfig
+from apistream.evaluation import evaluate
+
+CFG = AnomalyConfig()
+
+
+def test_baseline_is_a_running_mean_then_ewma():
+    b = Baseline()
+    for x in (10, 20, 30):
+        b.update(x, span=20)
+    assert b.mean == pytest.approx(20)
+    assert b.var == pytest.approx(200 / 3, rel=0.3)
+    before = b.mean
+    b.update(1000, span=20)
+    assert b.mean == pytest.approx(before + (1000 - before) * max(2 / 21, 1 / 4))
+
+
+def test_rules_need_baseline_z_and_effect_size():
+    b = Baseline(windows=10, mean=100.0, var=100.0)  # std 10
+    assert check("latency_p95_ms", 500, Baseline(3, 100, 100), 100, CFG) is None  # cold
+    assert check("latency_p95_ms", 150, b, 100, CFG) is None  # z=5 but only +50%
+    assert check("latency_p95_ms", 250, b, 100, CFG) == pytest.approx(15)
+    assert check("latency_p95_ms", 250, b, 5, CFG) is None  # too few requests
+    assert check("requests", 30, b, 30, CFG) == pytest.approx(-7)  # traffic drop
+    assert check("requests", 70, b, 70, CFG) is None  # z=-3 but not halved
+    rate = Baseline(10, 0.01, 0.0)
+    assert rate.std("error_rate_5xx") == 0.01
+    assert check("error_rate_5xx", 0.05, rate, 100, CFG) is None  # +4 points only
+    assert check("error_rate_5xx", 0.4, rate, 100, CFG) == pytest.approx(39)
+
+
+def row(ws, endpoint, method, requests, s5, avg, p95):
+    return {
+        "window_start": ws,
+        "window_end": ws[:14] + "59:59Z",
+        "endpoint": endpoint,
+        "method": method,
+        "requests": requests,
+        "status_5xx": s5,
+        "latency_avg_ms": avg,
+        "latency_p95_ms": p95,
+    }
+
+
+def test_summarise_per_endpoint_and_service():
+    obs = summarise(
+        [
+            row("T1", "/a", "GET", 30, 3, 10.0, 20.0),
+            row("T1", "/a", "POST", 10, 0, 50.0, 100.0),
+            row("T1", "/b", "GET", 60, 6, None, None),
+        ]
+    )
+    assert obs[("T1", "/a")]["requests"] == 40
+    assert obs[("T1", "/a")]["latency_p95_ms"] == pytest.approx(40.0)
+    assert obs[("T1", "*")]["error_rate_5xx"] == pytest.approx(0.09)
+    assert "latency_p95_ms" not in obs[("T1", "/b")]
+
+
+def test_detector_persists_baselines_and_flags_a_spike(tmp_path):
+    conn = sqlite_store.connect(tmp_path / "a.db")
+    written = []
+    detect = AnomalyDetector(CFG, lambda rows, tag: written.append((tag, rows)))
+    windows = [f"2026-11-27T10:{m:02d}:00Z" for m in range(12)]
+    conn.execute(
+        "INSERT INTO endpoint_metrics (window_start, window_end, endpoint, method, "
+        "requests, updated_batch) VALUES (?, ?, '/a', 'GET', 100, 0)",
+        (windows[0], windows[1]),
+    )
+    for i, ws in enumerate(windows):
+        p95 = 500.0 if i == 10 else 100.0 + (i % 3)
+        with conn:
+            found = detect(conn, [row(ws, "/a", "GET", 100, 0, p95 / 2, p95)], f"t{i}")
+        assert bool(found) == (i == 10), (i, found)
+    metrics = {a["metric"] for _, rows in written for a in rows}
+    assert metrics == {"latency_p95_ms", "latency_avg_ms"}
+    stored = conn.execute("SELECT COUNT(*) FROM anomalies WHERE endpoint = '/a'").fetchone()[0]
+    assert stored == 2
+    n = conn.execute(
+        "SELECT windows FROM anomaly_baselines WHERE endpoint = '/a' AND metric = 'latency_p95_ms'"
+    ).fetchone()[0]
+    assert n == 11  # the anomalous window did not teach the baseline
+    assert math.isfinite(written[0][1][0]["z_score"])
+
+
+def test_evaluate_precision_and_recall():
+    incidents = [
+        {"endpoint": "/a", "start": "2026-11-27T10:02:30.000Z", "end": "2026-11-27T10:04:10.000Z"},
+        {"endpoint": "/b", "start": "2026-11-27T11:00:00.000Z", "end": "2026-11-27T11:02:00.000Z"},
+    ]
+    alert = {"window_start": "2026-11-27T10:02:00Z", "window_end": "2026-11-27T10:03:00Z"}
+    alerts = [{**alert, "endpoint": "/a"}, {**alert, "endpoint": "*"}, {**alert, "endpoint": "/c"}]
+    result = evaluate(incidents, alerts)
+    assert (result.true_alerts, result.alerts, result.found, result.incidents) == (2, 3, 1, 2)
+    assert result.precision == pytest.approx(2 / 3) and result.recall == 0.5
