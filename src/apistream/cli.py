@@ -318,6 +318,85 @@ def evaluate(
     console.print(f"precision {result.precision:.3f}  recall {result.recall:.3f}")
 
 
+@app.command()
+def top(
+    by: Annotated[str, typer.Option(help="p95 | p99 | error_4xx | error_5xx | busiest")] = "p95",
+    period: Annotated[
+        str, typer.Option(help="window (stream metrics) or day (needs `apistream batch`)")
+    ] = "window",
+    when: Annotated[
+        str | None,
+        typer.Option(help="Window start (ISO) or day (YYYY-MM-DD); default: the latest."),
+    ] = None,
+    n: Annotated[int, typer.Option(help="How many.")] = 10,
+    min_requests: Annotated[int, typer.Option(help="Leave out rows with fewer requests.")] = 20,
+    config: ConfigOpt = None,
+    output: OutputOpt = None,
+) -> None:
+    """Top-N endpoints: slowest by p95/p99, highest 4xx/5xx rates, busiest."""
+    import sqlite3
+    from contextlib import closing
+
+    from rich.table import Table
+
+    from apistream.top import top_n
+
+    try:
+        cfg = _load(config, **{"sinks.output": output})
+        if not Path(cfg.sqlite_path).is_file():
+            raise ApiStreamError(f"no analytics database at {cfg.sqlite_path}")
+        with closing(sqlite3.connect(f"file:{cfg.sqlite_path}?mode=ro", uri=True)) as db:
+            ranked, rows = top_n(db, by, period, when, n, min_requests)
+    except ApiStreamError as exc:
+        _fail(exc)
+        return
+    table = Table(title=f"top {n} by {by}, {period} {ranked}", title_justify="left")
+    for col in ("#", "endpoint", "method", "requests", by):
+        table.add_column(col, justify="right" if col in ("#", "requests", by) else "left")
+    for i, r in enumerate(rows, 1):
+        value = f"{r['value']:.2%}" if by.startswith("error") else f"{r['value']:,.1f}"
+        table.add_row(str(i), r["endpoint"], r["method"], f"{r['requests']:,}", value)
+    console.print(table)
+
+
+@app.command()
+def batch(
+    date_from: Annotated[str | None, typer.Option("--from", help="First day, YYYY-MM-DD.")] = None,
+    date_to: Annotated[str | None, typer.Option("--to", help="Last day, YYYY-MM-DD.")] = None,
+    config: ConfigOpt = None,
+    output: OutputOpt = None,
+) -> None:
+    """Rollups, SLO report and reconciliation over the lake; exit 1 on any mismatch."""
+    from datetime import date
+
+    from apistream.batch import run_batch
+    from apistream.session import build_spark
+    from apistream.summary import print_batch_summary
+
+    try:
+        cfg = _load(config, **{"sinks.output": output})
+        try:
+            start = date.fromisoformat(date_from) if date_from else None
+            end = date.fromisoformat(date_to) if date_to else None
+        except ValueError as exc:
+            raise ApiStreamError(f"--from/--to: {exc}") from None
+        if not Path(cfg.sqlite_path).is_file():
+            raise ApiStreamError(f"no analytics database at {cfg.sqlite_path}: run the stream")
+        spark = build_spark(cfg.spark)
+        try:
+            result = run_batch(spark, cfg, start, end)
+        finally:
+            spark.stop()
+        print_batch_summary(console, result)
+        if not result.reconciled:
+            raise ApiStreamError(
+                f"reconciliation failed: {len(result.mismatches)} window(s) differ between "
+                "the events lake and the stream's metrics (listed above)"
+            )
+    except ApiStreamError as exc:
+        _fail(exc)
+
+
 @app.command("validate-config")
 def validate_config(config: ConfigOpt = None) -> None:
     """Check a config file (and APISTREAM_* overrides); exit non-zero naming a bad key."""

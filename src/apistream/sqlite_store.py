@@ -17,6 +17,7 @@ from typing import Any
 
 from apistream.anomalies import ANOMALY_SCHEMA
 from apistream.pipeline.aggregate import METRIC_COLUMNS
+from apistream.top import RANKING_VIEW
 
 METRICS_QUERY = "metrics"
 _METRIC_VALUES = [c for c in METRIC_COLUMNS if c != "max_event_time"]
@@ -128,7 +129,7 @@ def connect(path: str | Path) -> sqlite3.Connection:
     conn = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
-    conn.executescript(SCHEMA + ANOMALY_SCHEMA)
+    conn.executescript(SCHEMA + ANOMALY_SCHEMA + RANKING_VIEW)
     return conn
 
 

@@ -79,3 +79,52 @@ def print_run_summary(console: Console, cfg: Config, spark: Any = None, top: int
         f"{paths.quarantine} | final windows {paths.endpoint_metrics} | checkpoints "
         f"{paths.checkpoints}"
     )
+
+
+def print_batch_summary(console: Console, result: Any, top: int = 5) -> None:
+    """Daily top endpoints, SLO breaches and the reconciliation verdict of `apistream batch`."""
+    daily = result.rollups["day"]
+    if len(daily):
+        table = Table(title="daily: slowest endpoints (exact p95)", title_justify="left")
+        for col in ("day", "endpoint", "method", "requests", "p95_ms", "5xx rate"):
+            table.add_column(col)
+        ranked = daily[daily.requests >= 20].sort_values("latency_p95_ms", ascending=False)
+        for r in ranked.head(top).itertuples():
+            table.add_row(
+                r.period_start[:10],
+                r.endpoint,
+                r.method,
+                f"{r.requests:,}",
+                f"{r.latency_p95_ms:,.1f}",
+                f"{r.error_rate_5xx:.2%}",
+            )
+        console.print(table)
+    slo = Table(title="SLO report", title_justify="left")
+    for col in ("endpoint", "requests", "slo_ms", "under slo", "availability", "breach"):
+        slo.add_column(col)
+    for r in result.slo.itertuples():
+        compliance = (
+            "-" if r.latency_compliance != r.latency_compliance else (f"{r.latency_compliance:.2%}")
+        )
+        slo.add_row(
+            r.endpoint,
+            f"{r.requests:,}",
+            f"{r.latency_slo_ms:,.0f}",
+            compliance,
+            f"{r.availability:.3%}",
+            r.breach or "",
+            style="red" if r.breach else None,
+        )
+    console.print(slo)
+    if result.reconciled:
+        console.print(
+            f"reconciliation: OK ({result.totals['lake_events']:,} events in the lake "
+            f"= {result.totals['stream_requests']:,} requests in the stream metrics)"
+        )
+    else:
+        bad = Table(title="reconciliation mismatches", title_justify="left")
+        for col in result.mismatches.columns:
+            bad.add_column(col)
+        for row in result.mismatches.head(50).itertuples(index=False):
+            bad.add_row(*[str(v) for v in row])
+        console.print(bad)

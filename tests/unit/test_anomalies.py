@@ -1,7 +1,6 @@
 """The detector's arithmetic and rules, and the evaluation, without Spark."""
 
 import math
-import sqlite3
 
 import pytest
 

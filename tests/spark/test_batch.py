@@ -1,0 +1,147 @@
+"""Batch analytics over the lake: rollups and top-N against an independent pandas
+computation, partition pruning, SLO report, and reconciliation that fails loudly."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from datetime import UTC, date, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from apistream.batch import read_events, run_batch
+from apistream.config import load_config
+from apistream.generator.writer import LogGenerator
+from apistream.lake import committed_files, read_table
+from apistream.pipeline.topology import Paths, run_stream
+from apistream.top import top_n
+
+# Yesterday 23:50 to today 00:10 UTC (relative to the test's clock): two date partitions.
+MIDNIGHT = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+START = MIDNIGHT - timedelta(days=1, minutes=10)
+
+
+@pytest.fixture(scope="module")
+def lake(spark, tmp_path_factory):
+    root = tmp_path_factory.mktemp("batch")
+    cfg = load_config(
+        environ={},
+        overrides={
+            "generator.events": 60_000,
+            "generator.rate": 50,
+            "generator.seed": 5,
+            "generator.start": START.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "source.path": str(root / "in"),
+            "sinks.output": str(root / "out"),
+        },
+    )
+    LogGenerator(cfg, cfg.source.path).backfill()
+    run_stream(spark, cfg, until_idle=True, stop=threading.Event())
+    events = read_table(Paths.of(cfg).events).to_pandas()
+    return cfg, events, run_batch(spark, cfg)
+
+
+def test_daily_rollup_equals_independent_computation(lake):
+    cfg, events, result = lake
+    events["day"] = events["event_time"].dt.strftime("%Y-%m-%dT00:00:00Z")
+    got = result.rollups["day"].set_index(["period_start", "endpoint", "method"])
+    assert len(got) == events.groupby(["day", "endpoint", "method"]).ngroups
+    for (day, ep, method), g in events.groupby(["day", "endpoint", "method"]):
+        row = got.loc[(day, ep, method)]
+        lat = g["latency_ms"].to_numpy()
+        assert row["requests"] == len(g)
+        assert row["status_5xx"] == int((g["status"] >= 500).sum())
+        assert row["latency_max_ms"] == lat.max()
+        assert row["latency_p95_ms"] == pytest.approx(np.percentile(lat, 95), rel=1e-9)
+        assert row["latency_p99_ms"] == pytest.approx(np.percentile(lat, 99), rel=1e-9)
+    with sqlite3.connect(cfg.sqlite_path) as db:
+        assert db.execute("SELECT SUM(requests) FROM rollup_hourly").fetchone()[0] == len(events)
+
+
+def test_top_n_order_per_day_equals_independent_ranking(lake):
+    cfg, events, _ = lake
+    day = events["event_time"].dt.strftime("%Y-%m-%d").iloc[0]
+    g = events[events["event_time"].dt.strftime("%Y-%m-%d") == day]
+    stats = (
+        g.groupby(["endpoint", "method"])
+        .agg(
+            requests=("latency_ms", "size"),
+            p95=("latency_ms", lambda s: np.percentile(s, 95)),
+            rate_5xx=("status", lambda s: float((s >= 500).mean())),
+        )
+        .reset_index()
+    )
+    stats = stats[stats.requests >= 20]
+    with sqlite3.connect(cfg.sqlite_path) as db:
+        _, by_p95 = top_n(db, "p95", "day", day, n=5)
+        _, by_5xx = top_n(db, "error_5xx", "day", day, n=3)
+    want = stats.sort_values(["p95", "requests"], ascending=False).head(5)
+    assert [(r["endpoint"], r["method"]) for r in by_p95] == list(
+        zip(want.endpoint, want.method, strict=True)
+    )
+    assert [r["value"] for r in by_p95] == pytest.approx(list(want.p95))
+    want5 = stats.sort_values(["rate_5xx", "requests"], ascending=False).head(3)
+    assert [r["value"] for r in by_5xx] == pytest.approx(list(want5.rate_5xx))
+
+
+def test_top_n_per_window_skips_small_endpoints(lake):
+    cfg, _, _ = lake
+    with sqlite3.connect(cfg.sqlite_path) as db:
+        window, rows = top_n(db, "p95", "window", n=50, min_requests=40)
+        small = db.execute(
+            "SELECT COUNT(*) FROM endpoint_metrics WHERE window_start = ? AND requests < 40",
+            (window,),
+        ).fetchone()[0]
+        total = db.execute(
+            "SELECT COUNT(*) FROM endpoint_metrics WHERE window_start = ?", (window,)
+        ).fetchone()[0]
+    assert small > 0 and len(rows) == total - small
+    assert all(r["requests"] >= 40 for r in rows)
+    values = [r["value"] for r in rows]
+    assert values == sorted(values, reverse=True)
+
+
+def test_from_to_reads_only_partitions_in_range(lake, spark):
+    cfg, events, _ = lake
+    days = sorted(events["event_time"].dt.strftime("%Y-%m-%d").unique())
+    assert len(days) == 2
+    second = date.fromisoformat(days[1])
+    df = read_events(spark, Paths.of(cfg).events, second, second)
+    plan = df._jdf.queryExecution().executedPlan().toString()
+    assert "PartitionFilters: [isnotnull(date" in plan and days[1] in plan
+    assert df.count() == int((events["event_time"].dt.strftime("%Y-%m-%d") == days[1]).sum())
+    scanned = set(df.inputFiles())
+    assert scanned and all(f"date={days[1]}" in f for f in scanned)
+
+
+def test_slo_report(lake):
+    _, events, result = lake
+    slo = result.slo.set_index("endpoint")
+    health = events[events.endpoint == "/health"]
+    assert slo.loc["/health", "latency_compliance"] == pytest.approx(
+        float((health.latency_ms <= 50).mean())
+    )
+    assert slo.loc["/health", "availability"] == pytest.approx(float((health.status < 500).mean()))
+    breached = slo[slo.breach.notna()]
+    assert all(
+        (r.latency_compliance < 0.95) or (r.availability < 0.995) for r in breached.itertuples()
+    )
+
+
+def test_reconciliation_passes_then_fails_naming_the_window(lake, spark):
+    cfg, events, result = lake
+    assert result.reconciled, result.mismatches
+    assert result.totals["lake_events"] == result.totals["stream_requests"] == len(events)
+    victim = sorted(committed_files(Paths.of(cfg).events))[3]
+    lost = pd.read_parquet(victim, columns=["event_time", "endpoint", "method"])
+    lost_windows = set(lost["event_time"].dt.floor("60s").dt.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    import os
+
+    os.remove(victim)
+    broken = run_batch(spark, cfg)
+    assert not broken.reconciled
+    assert set(broken.mismatches["window_start"]) == lost_windows
+    missing = (broken.mismatches["requests_stream"] - broken.mismatches["requests_lake"]).sum()
+    assert missing == len(lost)
