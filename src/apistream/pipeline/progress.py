@@ -89,7 +89,7 @@ class ProgressRecorder(StreamingQueryListener):
     def __init__(self, sqlite_path: str, status: LiveStatus | None = None):
         self.conn = sqlite_store.connect(sqlite_path)
         self.status = status or LiveStatus()
-        self.seen: dict[str, int] = {}
+        self.terminated: set[str] = set()
         self._cond = threading.Condition()
 
     def onQueryStarted(self, event: Any) -> None:
@@ -99,7 +99,11 @@ class ProgressRecorder(StreamingQueryListener):
         pass
 
     def onQueryTerminated(self, event: Any) -> None:
-        pass
+        # Events reach a listener in order: once a run's termination is here, so is all of
+        # its progress.
+        with self._cond:
+            self.terminated.add(str(event.runId))
+            self._cond.notify_all()
 
     def onQueryProgress(self, event: Any) -> None:
         p = event.progress
@@ -137,15 +141,12 @@ class ProgressRecorder(StreamingQueryListener):
             if quality:
                 for k, v in quality[0].items():
                     self.status.totals[k] += v
-        with self._cond:
-            self.seen[p.name] = max(self.seen.get(p.name, -1), p.batchId)
-            self._cond.notify_all()
 
-    def wait_for(self, query: str, batch_id: int, timeout: float = 60.0) -> bool:
-        """Block until the progress of `batch_id` of `query` has been recorded."""
+    def wait_terminated(self, run_id: str, timeout: float = 60.0) -> bool:
+        """Block until the listener has handled the end (and so all progress) of a run."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            while self.seen.get(query, -1) < batch_id:
+            while run_id not in self.terminated:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False

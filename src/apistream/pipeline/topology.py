@@ -275,10 +275,10 @@ class StreamRun:
             stop.wait(0.5)
 
     def settle(self, name: str) -> None:
-        """Wait until the listener has recorded the last progress of a finished query."""
+        """Wait until the listener has recorded everything of a finished query."""
         q = self.queries.get(name)
-        if q is not None and q.lastProgress is not None:
-            self.recorder.wait_for(name, q.lastProgress["batchId"])
+        if q is not None and not q.isActive:
+            self.recorder.wait_terminated(str(q.runId))
 
     def stop(self) -> None:
         """Stop every query, then let the listener record their last progress."""
