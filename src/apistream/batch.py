@@ -78,6 +78,30 @@ def rollup(events: DataFrame, granularity: str) -> DataFrame:
     )
 
 
+def latency_outliers(events: DataFrame, window: str) -> DataFrame:
+    """Per window x endpoint: requests slower than the endpoint's mean + 2 sigma over the
+    period (the "statistical outliers in response times")."""
+    stats = events.groupBy("endpoint").agg(
+        (F.avg("latency_ms") + 2 * F.stddev_samp("latency_ms")).alias("threshold_ms")
+    )
+    return (
+        events.join(F.broadcast(stats), "endpoint")
+        .groupBy(F.window("event_time", window).alias("w"), "endpoint")
+        .agg(
+            F.count(F.lit(1)).alias("requests"),
+            F.sum((F.col("latency_ms") > F.col("threshold_ms")).cast("long")).alias("outliers"),
+            F.first("threshold_ms").alias("threshold_ms"),
+        )
+        .select(
+            F.date_format("w.start", "yyyy-MM-dd'T'HH:mm:ss'Z'").alias("window_start"),
+            "endpoint",
+            "requests",
+            "outliers",
+            "threshold_ms",
+        )
+    )
+
+
 def slo_report(events: DataFrame, cfg: Config) -> DataFrame:
     """Per endpoint: share of timed requests under its latency SLO, and availability (share
     of non-5xx); `breach` names what misses the targets in config `slo`."""
@@ -105,6 +129,7 @@ def slo_report(events: DataFrame, cfg: Config) -> DataFrame:
 class BatchResult:
     rollups: dict[str, pd.DataFrame]
     slo: pd.DataFrame
+    outliers: pd.DataFrame
     mismatches: pd.DataFrame
     totals: dict[str, int] = field(default_factory=dict)
 
@@ -169,15 +194,22 @@ def run_batch(
     events = read_events(spark, paths.events, start, end)
     rollups = {g: rollup(events, g).toPandas() for g in ROLLUPS}
     slo = slo_report(events, cfg).orderBy("endpoint").toPandas()
+    outliers = latency_outliers(events, spark_interval(cfg.processing.window)).toPandas()
     mismatches, totals = reconcile(events, cfg, paths.sqlite, start, end)
     with closing(sqlite3.connect(paths.sqlite)) as db:
         for g, table in ROLLUPS.items():
             rollups[g].to_sql(table, db, if_exists="replace", index=False)
         slo.to_sql("slo_report", db, if_exists="replace", index=False)
+        outliers.to_sql("latency_outliers", db, if_exists="replace", index=False)
         mismatches.to_sql("reconciliation_mismatches", db, if_exists="replace", index=False)
         db.commit()
     out = Path(cfg.path("lake", "batch"))
     out.mkdir(parents=True, exist_ok=True)
-    for name, frame in [*((ROLLUPS[g], rollups[g]) for g in ROLLUPS), ("slo_report", slo)]:
+    tables = [
+        *((ROLLUPS[g], rollups[g]) for g in ROLLUPS),
+        ("slo_report", slo),
+        ("latency_outliers", outliers),
+    ]
+    for name, frame in tables:
         pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), out / f"{name}.parquet")
-    return BatchResult(rollups, slo, mismatches, totals)
+    return BatchResult(rollups, slo, outliers, mismatches, totals)

@@ -136,6 +136,21 @@ def test_slo_report(lake):
     )
 
 
+def test_latency_outliers_per_window(lake):
+    _, events, result = lake
+    stats = events.groupby("endpoint")["latency_ms"].agg(["mean", "std"])
+    threshold = events["endpoint"].map(stats["mean"] + 2 * stats["std"])
+    events = events.assign(
+        out=events["latency_ms"] > threshold,
+        w=events["event_time"].dt.floor("60s").dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    )
+    want = events.groupby(["w", "endpoint"])["out"].sum()
+    got = result.outliers.set_index(["window_start", "endpoint"])["outliers"]
+    assert len(got) == len(want)
+    assert all(got.loc[k] == v for k, v in want.items())
+    assert want.sum() > 0
+
+
 def test_reconciliation_passes_then_fails_naming_the_window(lake, spark):
     cfg, events, result = lake
     assert result.reconciled, result.mismatches
