@@ -74,11 +74,49 @@ def print_run_summary(console: Console, cfg: Config, spark: Any = None, top: int
         "holds" if balanced else "DOES NOT HOLD"
     )
     console.print(dq)
+    _print_anomalies(console, paths.sqlite, cfg.source.path)
     console.print(
         f"outputs: SQLite {paths.sqlite} | events {paths.events} | quarantine "
         f"{paths.quarantine} | final windows {paths.endpoint_metrics} | checkpoints "
         f"{paths.checkpoints}"
     )
+
+
+def _print_anomalies(console: Console, sqlite_path: str, input_dir: str, top: int = 12) -> None:
+    import json
+    import sqlite3
+    from contextlib import closing
+    from pathlib import Path
+
+    from apistream.evaluation import evaluate
+
+    with closing(sqlite3.connect(f"file:{sqlite_path}?mode=ro", uri=True)) as db:
+        db.row_factory = sqlite3.Row
+        alerts = [
+            dict(r)
+            for r in db.execute("SELECT * FROM anomalies ORDER BY window_start, endpoint, metric")
+        ]
+    table = Table(title=f"anomalies ({len(alerts)})", title_justify="left")
+    for col in ("window", "endpoint", "metric", "observed", "baseline", "z", "severity"):
+        table.add_column(col)
+    for a in alerts[:top]:
+        table.add_row(
+            a["window_start"],
+            a["endpoint"],
+            a["metric"],
+            f"{a['observed']:,.3g}",
+            f"{a['baseline_mean']:,.3g}",
+            f"{a['z_score']:+.1f}",
+            a["severity"],
+        )
+    console.print(table)
+    manifest = Path(input_dir) / "manifest.json"
+    if manifest.is_file():
+        result = evaluate(json.loads(manifest.read_text())["incidents"], alerts)
+        console.print(
+            f"against the generator's {result.incidents} incidents: precision "
+            f"{result.precision:.2f}, recall {result.recall:.2f}"
+        )
 
 
 def print_batch_summary(console: Console, result: Any, top: int = 5) -> None:
