@@ -20,7 +20,8 @@ WITH recent AS (
     WHERE window_start >= strftime('%Y-%m-%dT%H:%M:%SZ',
         (SELECT MAX(window_end) FROM endpoint_metrics), ?1)
 )
-SELECT MIN(window_start), MAX(window_end), SUM(requests), SUM(status_4xx), SUM(status_5xx), SUM(latency_p95_ms * requests) * 1.0 / SUM(requests)
+SELECT MIN(window_start), MAX(window_end), SUM(requests), SUM(status_4xx), SUM(status_5xx),
+       SUM(latency_p95_ms * requests) * 1.0 / SUM(requests)
 FROM recent
 """
 

@@ -1,14 +1,11 @@
-"""PNG charts (matplotlib, no display needed) of the same views as `figures`."""
+"""Static charts (matplotlib) of the same views as `figures`: PNGs for the report, inline
+images in the notebook. Figures are built with the object API (no pyplot state, no display)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, PercentFormatter
@@ -17,14 +14,14 @@ from apistream.viz import views
 
 
 def _new(rows: int = 1, cols: int = 1, size: tuple[float, float] = (12, 5)):
-    fig, axes = plt.subplots(rows, cols, figsize=size, squeeze=False, layout="constrained")
-    return fig, axes
+    fig = Figure(figsize=size, layout="constrained")
+    return fig, fig.subplots(rows, cols, squeeze=False)
 
 
 def latency(lat: pd.DataFrame, markers: pd.DataFrame) -> Figure:
     """p50/p95/p99 per endpoint over time, log scale; latency anomalies as red crosses."""
     fig, axes = _new(3, 1, (12, 10))
-    colours = plt.get_cmap("tab20").colors
+    colours = matplotlib.colormaps["tab20"].colors
     for ax, col in zip(axes[:, 0], views.PERCENTILES, strict=True):
         for i, (endpoint, g) in enumerate(lat.groupby("endpoint", sort=True)):
             ax.plot(g["window_start"], g[col], label=endpoint, linewidth=1.2, color=colours[i % 20])
@@ -125,7 +122,6 @@ def data_quality(account: dict[str, int], reasons: pd.DataFrame) -> Figure:
 
 
 def save(fig: Figure, path: Path) -> Path:
-    """Write a figure as PNG and free it."""
+    """Write a figure as PNG."""
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path
