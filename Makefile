@@ -28,6 +28,7 @@ demo: setup
 
 test: setup
 	@scripts/check_java.sh
+	@scripts/check_chromium.sh
 	$(BIN)/pytest -m "not spark" -q
 	$(BIN)/pytest -m spark -q
 

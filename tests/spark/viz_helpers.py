@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = os.environ.get("CHROMIUM_BIN", "/usr/bin/chromium")  # Debian's, not a download
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
