@@ -115,10 +115,3 @@ def test_report_marks_anomalies_when_the_table_exists(pipeline_output, tmp_path)
     # a marker on the latency chart, with its hover text (plotly's JSON escapes '/')
     hover = f"{endpoint} latency_p95_ms: 987.5 (z=88.8)".replace("/", "\\u002f")
     assert f'"name":"anomaly","text":["{hover}"]' in html
-
-
-def test_report_without_results_names_the_database(tmp_path):
-    out = run_report(str(tmp_path))
-    assert out.returncode == 1
-    assert f"no analytics database at {tmp_path / 'analytics.db'}" in out.stderr
-    assert "Traceback" not in out.stderr
