@@ -66,7 +66,11 @@ def expected(db_path: str) -> dict:
             (since,),
         ).fetchall()
         first = sqlite_store.parse_iso(min(r[0] for r in rows))
-        span = (sqlite_store.parse_iso(last_end) - first).total_seconds()
+        newest = db.execute(
+            "SELECT max_event_time FROM sink_commits ORDER BY batch_id DESC LIMIT 1"
+        ).fetchone()[0]
+        end = min(sqlite_store.parse_iso(last_end), sqlite_store.parse_iso(newest))
+        span = (end - first).total_seconds()
         n = sum(r[1] for r in rows)
         return {
             "rps": n / span,

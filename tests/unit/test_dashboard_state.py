@@ -55,11 +55,12 @@ def test_headline_table_and_series(tmp_path):
     state = dashboard_state(tmp_path / "analytics.db", 300, 60)
     assert state["status"] == "ok"
     h = state["headline"]
-    # the last 5 minutes up to the newest window end (00:10) cover only the 00:09 window
+    # the last 5 minutes up to the newest window end (00:10) cover only the 00:09 window,
+    # which is filled up to the newest event time seen (00:09:59)
     assert (h["span_start"], h["span_end"], h["requests"]) == (
-        "2026-01-01T00:09:00Z", "2026-01-01T00:10:00Z", 180,
+        "2026-01-01T00:09:00Z", "2026-01-01T00:09:59.000Z", 180,
     )  # fmt: skip
-    assert h["requests_per_s"] == pytest.approx(3.0)
+    assert h["requests_per_s"] == pytest.approx(180 / 59)
     assert h["error_rate"] == pytest.approx(12 / 180)
     assert h["p95_ms"] == pytest.approx((120 * 20.0 + 60 * 50.0) / 180)
     table = {r["endpoint"]: r for r in state["endpoints"]}

@@ -63,6 +63,13 @@ def _headline(conn: sqlite3.Connection, recent_s: float) -> dict[str, Any]:
     start, end, requests, s4, s5, p95 = conn.execute(
         HEADLINE_SQL, (f"-{recent_s:g} seconds",)
     ).fetchone()
+    # The newest window is usually still filling: the rate runs up to the newest event seen.
+    newest = conn.execute(
+        "SELECT max_event_time FROM sink_commits WHERE query = 'metrics' "
+        "ORDER BY batch_id DESC LIMIT 1"
+    ).fetchone()
+    if newest and newest[0] and start < newest[0] < end:
+        end = newest[0]
     span_s = _seconds(start, end)
     return {
         "span_start": start,
