@@ -4,13 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup demo test test-fast test-spark lint clean
+.PHONY: help setup demo test test-fast test-spark lint clean screenshots
 
 help:
 	@echo "make demo       generate ~1M events, stream them, print a summary"
 	@echo "make test       all tests (fast ones first, then Spark end-to-end)"
 	@echo "make test-fast  tests that need no JVM (seconds)"
 	@echo "make lint       ruff"
+	@echo "make screenshots  README images of the report and dashboard (after make demo)"
 	@echo "make clean      remove the virtualenv and outputs"
 
 $(STAMP): pyproject.toml
@@ -28,11 +29,16 @@ demo: setup
 
 test: setup
 	@scripts/check_java.sh
+	@scripts/check_chromium.sh
 	$(BIN)/pytest -m "not spark" -q
 	$(BIN)/pytest -m spark -q
 
 test-fast: setup
 	$(BIN)/pytest -m "not spark" -q
+
+screenshots: setup
+	@scripts/check_chromium.sh
+	$(BIN)/python scripts/screenshots.py --output output/demo --images docs/images
 
 lint: setup
 	$(BIN)/ruff check src tests

@@ -1,4 +1,4 @@
-"""Command line: generate, stream, demo, validate-config."""
+"""Command line: generate, stream, demo, report, dashboard, validate-config."""
 
 from __future__ import annotations
 
@@ -393,6 +393,44 @@ def batch(
                 f"reconciliation failed: {len(result.mismatches)} window(s) differ between "
                 "the events lake and the stream's metrics (listed above)"
             )
+    except ApiStreamError as exc:
+        _fail(exc)
+
+
+@app.command()
+def report(config: ConfigOpt = None, output: OutputOpt = None) -> None:
+    """Write an HTML report (interactive, works offline) and PNG charts of a run's results."""
+    try:
+        from apistream.report import write_report
+
+        files = write_report(_load(config, **{"sinks.output": output}))
+        console.print(f"report: {files.html}", highlight=False)
+        for png in files.pngs:
+            console.print(f"chart:  {png}", highlight=False)
+    except ApiStreamError as exc:
+        _fail(exc)
+
+
+@app.command()
+def dashboard(
+    config: ConfigOpt = None,
+    output: OutputOpt = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+) -> None:
+    """Serve a live dashboard of the SQLite results, refreshed while the stream writes them."""
+    try:
+        from apistream.dashboard.app import serve
+
+        cfg = _load(
+            config, **{"sinks.output": output, "dashboard.host": host, "dashboard.port": port}
+        )
+        d = cfg.dashboard
+        console.print(
+            f"dashboard: http://{d.host}:{d.port}/ reading {cfg.sqlite_path} (Ctrl-C stops)",
+            highlight=False,
+        )
+        serve(cfg, d.host, d.port)
     except ApiStreamError as exc:
         _fail(exc)
 

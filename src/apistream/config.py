@@ -338,6 +338,23 @@ class SparkConfig(_Model):
     conf: dict[str, str] = Field(default_factory=dict)
 
 
+class DashboardConfig(_Model):
+    """The live dashboard (`apistream dashboard`): where it listens and how it refreshes."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8050, ge=0, le=65535)
+    refresh: Duration = 3.0
+    recent: Duration = 300.0
+    history_windows: int = Field(default=120, ge=1)
+
+
+class ReportConfig(_Model):
+    """Views shared by the report, the notebook and the dashboard."""
+
+    top_n: int = Field(default=10, ge=1)
+    min_requests: int = Field(default=100, ge=0)
+
+
 class Config(_Model):
     """The whole configuration."""
 
@@ -352,6 +369,8 @@ class Config(_Model):
     slo: SloConfig = SloConfig()
     sinks: SinkConfig = SinkConfig()
     spark: SparkConfig = SparkConfig()
+    dashboard: DashboardConfig = DashboardConfig()
+    report: ReportConfig = ReportConfig()
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Config:

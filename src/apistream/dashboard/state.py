@@ -1,0 +1,165 @@
+"""What the dashboard shows, read from SQLite in one short read-only transaction.
+
+Every poll opens the database read-only, reads a consistent snapshot with a handful of
+aggregate queries and closes it, so the streaming writer (WAL mode) is never blocked.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from apistream.sqlite_store import parse_iso
+from apistream.viz.load import ANOMALIES, ResultsNotFound, has_table, read_only
+
+HEADLINE_SQL = """
+WITH recent AS (
+    SELECT * FROM endpoint_metrics
+    WHERE window_start >= strftime('%Y-%m-%dT%H:%M:%SZ',
+        (SELECT MAX(window_end) FROM endpoint_metrics), ?1)
+)
+SELECT MIN(window_start), MAX(window_end), SUM(requests), SUM(status_4xx), SUM(status_5xx),
+       SUM(latency_p95_ms * requests) * 1.0 / SUM(requests)
+FROM recent
+"""
+
+ENDPOINTS_SQL = """
+SELECT m.endpoint, SUM(m.requests) AS requests,
+       SUM(m.status_4xx) * 1.0 / SUM(m.requests) AS rate_4xx,
+       SUM(m.status_5xx) * 1.0 / SUM(m.requests) AS rate_5xx,
+       SUM(m.latency_avg_ms * m.requests) / SUM(m.requests) AS latency_avg_ms,
+       SUM(m.latency_p95_ms * m.requests) / SUM(m.requests) AS latency_p95_ms,
+       MAX(m.latency_p95_ms) AS worst_p95_ms,
+       e.latency_slo_ms AS latency_slo_ms
+FROM endpoint_metrics m LEFT JOIN endpoints e ON e.endpoint = m.endpoint
+GROUP BY m.endpoint ORDER BY requests DESC, m.endpoint
+"""
+
+SERIES_SQL = """
+SELECT window_start, SUM(requests), SUM(status_4xx), SUM(status_5xx), window_end
+FROM endpoint_metrics WHERE window_start >= ?1 GROUP BY window_start ORDER BY window_start
+"""
+
+P95_SQL = """
+SELECT endpoint, window_start, SUM(latency_p95_ms * requests) / SUM(requests)
+FROM endpoint_metrics WHERE window_start >= ?1
+GROUP BY endpoint, window_start ORDER BY endpoint, window_start
+"""
+
+
+def _seconds(start: str, end: str) -> float:
+    return (parse_iso(end) - parse_iso(start)).total_seconds()
+
+
+def _rows(conn: sqlite3.Connection, sql: str, *args: Any) -> list[dict[str, Any]]:
+    cur = conn.execute(sql, args)
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+
+def _headline(conn: sqlite3.Connection, recent_s: float) -> dict[str, Any]:
+    start, end, requests, s4, s5, p95 = conn.execute(
+        HEADLINE_SQL, (f"-{recent_s:g} seconds",)
+    ).fetchone()
+    # The newest window is usually still filling: the rate runs up to the newest event seen.
+    newest = conn.execute(
+        "SELECT max_event_time FROM sink_commits WHERE query = 'metrics' "
+        "ORDER BY batch_id DESC LIMIT 1"
+    ).fetchone()
+    if newest and newest[0] and start < newest[0] < end:
+        end = newest[0]
+    span_s = _seconds(start, end)
+    return {
+        "span_start": start,
+        "span_end": end,
+        "requests": requests,
+        "requests_per_s": requests / span_s,
+        "error_rate": (s4 + s5) / requests,
+        "rate_4xx": s4 / requests,
+        "rate_5xx": s5 / requests,
+        "p95_ms": p95,
+    }
+
+
+def _series(conn: sqlite3.Connection, history_windows: int) -> dict[str, Any]:
+    first = conn.execute(
+        "SELECT MIN(window_start) FROM (SELECT DISTINCT window_start FROM endpoint_metrics "
+        "ORDER BY window_start DESC LIMIT ?)",
+        (history_windows,),
+    ).fetchone()[0]
+    rows = conn.execute(SERIES_SQL, (first,)).fetchall()
+    windows = [r[0] for r in rows]
+    p95: dict[str, list[float | None]] = {}
+    index = {w: i for i, w in enumerate(windows)}
+    for endpoint, window, value in conn.execute(P95_SQL, (first,)):
+        p95.setdefault(endpoint, [None] * len(windows))[index[window]] = value
+    return {
+        "windows": windows,
+        "requests_per_min": [r[1] * 60.0 / _seconds(r[0], r[4]) for r in rows],
+        "rate_4xx": [r[2] / r[1] for r in rows],
+        "rate_5xx": [r[3] / r[1] for r in rows],
+        "p95_ms": p95,
+    }
+
+
+def _quality(conn: sqlite3.Connection) -> dict[str, Any]:
+    totals = _rows(conn, "SELECT * FROM data_quality_totals")[0]
+    totals["reasons"] = [
+        list(r)
+        for r in conn.execute(
+            "SELECT reason, records FROM quarantine_reasons ORDER BY records DESC, reason"
+        )
+    ]
+    totals["balanced"] = totals["input"] == (
+        totals["valid"] + totals["quarantined"] + totals["duplicates"] + totals["late"]
+    )
+    return totals
+
+
+def _anomalies(conn: sqlite3.Connection, limit: int = 50) -> list[dict[str, Any]] | None:
+    if not has_table(conn, ANOMALIES):
+        return None
+    return _rows(
+        conn,
+        "SELECT * FROM anomalies ORDER BY window_start DESC, z_score DESC LIMIT ?",
+        limit,
+    )
+
+
+def dashboard_state(path: str | Path, recent_s: float, history_windows: int) -> dict[str, Any]:
+    """Everything the page shows, as JSON-ready data, with `status` ok, waiting or missing."""
+    now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    base: dict[str, Any] = {"path": str(path), "read_at": now}
+    try:
+        with read_only(path) as conn:
+            if not has_table(conn, "endpoint_metrics"):
+                return {**base, "status": "waiting", "message": "waiting for data"}
+            batches = conn.execute(
+                "SELECT (SELECT MAX(batch_id) FROM sink_commits), "
+                "(SELECT MAX(batch_id) FROM data_quality), "
+                "(SELECT COUNT(*) FROM endpoint_metrics)"
+            ).fetchone()
+            state = {
+                **base,
+                "version": f"{batches[0]}/{batches[1]}",
+                "metrics_batch": batches[0],
+                "events_batch": batches[1],
+                "quality": _quality(conn),
+                "anomalies": _anomalies(conn),
+            }
+            if not batches[2]:
+                return {**state, "status": "waiting", "message": "waiting for data"}
+            return {
+                **state,
+                "status": "ok",
+                "message": "",
+                "headline": _headline(conn, recent_s),
+                "endpoints": _rows(conn, ENDPOINTS_SQL),
+                "series": _series(conn, history_windows),
+            }
+    except ResultsNotFound:
+        return {**base, "status": "missing", "message": f"no analytics database at {path}"}
+    except sqlite3.Error as exc:
+        return {**base, "status": "error", "message": f"could not read {path}: {exc}"}

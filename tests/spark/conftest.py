@@ -1,0 +1,72 @@
+"""A small real pipeline run shared by the notebook, report and dashboard tests, and the
+headless Chromium (Debian's /usr/bin/chromium, driven by Playwright) they open it in."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from viz_helpers import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
+
+from apistream.config import Config, load_config
+from apistream.generator.writer import LogGenerator
+from apistream.pipeline.topology import run_stream
+
+
+def viz_config(root: Path) -> Config:
+    """15k events over 10 minutes of event time: ten windows, several micro-batches."""
+    return load_config(
+        environ={},
+        overrides={
+            "generator.events": 15_000,
+            "generator.rate": 25,
+            "generator.seed": 5,
+            "source.path": str(root / "incoming"),
+            "sinks.output": str(root),
+        },
+    )
+
+
+@pytest.fixture(scope="session")
+def pipeline_output(spark, tmp_path_factory) -> Config:
+    """The config of a finished run (generator -> real streaming pipeline -> SQLite + lake)."""
+    root = tmp_path_factory.mktemp("viz")
+    cfg = viz_config(root)
+    LogGenerator(cfg, cfg.source.path).backfill()
+    run_stream(spark, cfg, until_idle=True, stop=threading.Event())
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def browser_context_factory() -> Iterator[object]:
+    """Launches Chromium contexts, each with a fresh user-data dir; all closed at the end."""
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    contexts = []
+    dirs = []
+    with sync_playwright() as pw:
+
+        def launch(**kwargs: object):
+            user_dir = tempfile.mkdtemp(prefix="chromium-")
+            dirs.append(user_dir)
+            ctx = pw.chromium.launch_persistent_context(
+                user_dir,
+                executable_path=CHROMIUM,
+                args=CHROMIUM_ARGS,
+                headless=True,
+                viewport={"width": 1400, "height": 900},
+                **kwargs,
+            )
+            contexts.append(ctx)
+            return ctx
+
+        yield launch
+        for ctx in contexts:
+            ctx.close()
+    for d in dirs:
+        shutil.rmtree(d, ignore_errors=True)

@@ -1,0 +1,78 @@
+"""Dashboard state without a browser: a missing database, an empty one, and the figures of a
+small one written by the real store functions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+
+from apistream import sqlite_store
+from apistream.dashboard.state import dashboard_state
+
+
+def test_missing_database_names_the_path(tmp_path):
+    state = dashboard_state(tmp_path / "nope.db", 300, 60)
+    assert state["status"] == "missing"
+    assert state["message"] == f"no analytics database at {tmp_path / 'nope.db'}"
+
+
+def test_empty_database_is_waiting_for_data(tmp_path):
+    sqlite_store.connect(tmp_path / "analytics.db").close()
+    state = dashboard_state(tmp_path / "analytics.db", 300, 60)
+    assert state["status"] == "waiting"
+    assert state["message"] == "waiting for data"
+    assert state["anomalies"] is None
+
+
+def row(minute: int, endpoint: str, requests: int, s4: int, s5: int, p95: float) -> dict:
+    return {
+        "window_start": datetime(2026, 1, 1, 0, minute),
+        "window_end": datetime(2026, 1, 1, 0, minute + 1),
+        "endpoint": endpoint, "method": "GET", "requests": requests,
+        "status_1xx": 0, "status_2xx": requests - s4 - s5, "status_3xx": 0,
+        "status_4xx": s4, "status_5xx": s5,
+        "error_rate_4xx": s4 / requests, "error_rate_5xx": s5 / requests,
+        "latency_min_ms": 1.0, "latency_avg_ms": p95 / 2, "latency_max_ms": p95 * 2,
+        "latency_p50_ms": p95 / 2, "latency_p95_ms": p95, "latency_p99_ms": p95 * 1.5,
+        "bytes_sent": 100, "max_event_time": datetime(2026, 1, 1, 0, minute, 59),
+    }  # fmt: skip
+
+
+def test_headline_table_and_series(tmp_path):
+    conn = sqlite_store.connect(tmp_path / "analytics.db")
+    rows = [
+        row(0, "/a", 60, 6, 0, 10.0),
+        row(9, "/a", 120, 0, 12, 20.0),
+        row(9, "/b", 60, 0, 0, 50.0),
+    ]
+    sqlite_store.apply_metrics_batch(conn, 0, rows, 240, 60, lambda rows, tag: None)
+    sqlite_store.record_quality(
+        conn, 0, {"input": 250, "valid": 240, "quarantined": 5, "duplicates": 3, "late": 2},
+        {"wrong_type": 5}, None,
+    )  # fmt: skip
+    conn.close()
+    state = dashboard_state(tmp_path / "analytics.db", 300, 60)
+    assert state["status"] == "ok"
+    h = state["headline"]
+    # the last 5 minutes up to the newest window end (00:10) cover only the 00:09 window,
+    # which is filled up to the newest event time seen (00:09:59)
+    assert (h["span_start"], h["span_end"], h["requests"]) == (
+        "2026-01-01T00:09:00Z", "2026-01-01T00:09:59.000Z", 180,
+    )  # fmt: skip
+    assert h["requests_per_s"] == pytest.approx(180 / 59)
+    assert h["error_rate"] == pytest.approx(12 / 180)
+    assert h["p95_ms"] == pytest.approx((120 * 20.0 + 60 * 50.0) / 180)
+    table = {r["endpoint"]: r for r in state["endpoints"]}
+    assert table["/a"]["requests"] == 180
+    assert table["/a"]["rate_4xx"] == pytest.approx(6 / 180)
+    assert table["/a"]["worst_p95_ms"] == 20.0
+    s = state["series"]
+    assert s["windows"] == ["2026-01-01T00:00:00Z", "2026-01-01T00:09:00Z"]
+    assert s["requests_per_min"] == [60.0, 180.0]
+    assert s["p95_ms"] == {"/a": [10.0, 20.0], "/b": [None, 50.0]}
+    assert state["quality"]["balanced"] is True
+    assert state["quality"]["reasons"] == [["wrong_type", 5]]
+    assert dashboard_state(tmp_path / "analytics.db", 300, 1)["series"]["windows"] == [
+        "2026-01-01T00:09:00Z"
+    ]
