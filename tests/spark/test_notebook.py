@@ -44,4 +44,9 @@ def test_notebook_executes_on_pipeline_output(pipeline_output, monkeypatch):
         for o in outputs
         if o.output_type == "display_data"
     )
-    assert "No anomaly detection results yet" in markdown
+    with sqlite3.connect(pipeline_output.sqlite_path) as db:
+        found = db.execute("SELECT COUNT(*) FROM anomalies").fetchone()[0]
+    if found == 0:
+        assert "No anomalies detected" in markdown
+    else:
+        assert "No anomal" not in markdown

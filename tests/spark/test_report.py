@@ -77,13 +77,30 @@ def test_report_renders_offline_with_values_from_sqlite(
             db.execute("SELECT endpoint, SUM(requests) FROM endpoint_metrics GROUP BY 1")
         )
         total_input = db.execute("SELECT input FROM data_quality_totals").fetchone()[0]
-    assert traces == [3 * endpoints, 2, 2, 3, 2]
+        anomalies = db.execute("SELECT COUNT(*) FROM anomalies").fetchone()[0]
+        metrics = [m for (m,) in db.execute("SELECT DISTINCT metric FROM anomalies")]
+    # One marker trace on each chart that has anomalies of its kind.
+    marks = {
+        "latency": any("latency" in m for m in metrics),
+        "errors": any("error" in m for m in metrics),
+        "traffic": any("latency" not in m and "error" not in m for m in metrics),
+    }
+    assert traces == [
+        3 * endpoints + marks["latency"],
+        2 + marks["errors"],
+        2 + marks["traffic"],
+        3,
+        2,
+    ]
     rows = page.eval_on_selector_all(
         "section:has(h2:text-is('Endpoints')) tbody tr",
         "trs => trs.map(tr => [tr.cells[0].textContent, tr.cells[1].textContent])",
     )
     assert {ep: int(n.replace(",", "")) for ep, n in rows} == by_endpoint
-    assert page.locator("#anomalies-none").inner_text() == "No anomaly detection results yet."
+    if anomalies == 0:
+        assert page.locator("#anomalies-none").inner_text() == "No anomalies detected."
+    else:
+        assert page.locator("section:has(h2:text-is('Anomalies')) tbody tr").count() == anomalies
     assert f"Data quality: {total_input:,} input records" in page.content()
     page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
     assert errors == []
@@ -92,7 +109,7 @@ def test_report_renders_offline_with_values_from_sqlite(
 
 
 def test_report_marks_anomalies_when_the_table_exists(pipeline_output, tmp_path):
-    # The anomalies table (issue 3) with its planned schema, in a copy of the run.
+    # One more anomaly in the run's anomalies table, in a copy of the run.
     copy_db(pipeline_output.sqlite_path, tmp_path / "analytics.db")
     with sqlite3.connect(tmp_path / "analytics.db") as db:
         ws, we, endpoint = db.execute(
@@ -104,7 +121,7 @@ def test_report_marks_anomalies_when_the_table_exists(pipeline_output, tmp_path)
               "2026-01-01T00:00:00Z"]],
             columns=["endpoint", "method", "window_start", "window_end", "metric", "observed",
                      "baseline_mean", "baseline_std", "z_score", "severity", "detected_at"],
-        ).to_sql("anomalies", db, index=False)  # fmt: skip
+        ).to_sql("anomalies", db, index=False, if_exists="append")  # fmt: skip
     out = run_report(str(tmp_path))
     assert out.returncode == 0, out.stderr
     html = (tmp_path / "report" / "report.html").read_text()
@@ -114,4 +131,4 @@ def test_report_marks_anomalies_when_the_table_exists(pipeline_output, tmp_path)
     )
     # a marker on the latency chart, with its hover text (plotly's JSON escapes '/')
     hover = f"{endpoint} latency_p95_ms: 987.5 (z=88.8)".replace("/", "\\u002f")
-    assert f'"name":"anomaly","text":["{hover}"]' in html
+    assert '"name":"anomaly","text":[' in html and f'"{hover}"' in html
