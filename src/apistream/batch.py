@@ -5,6 +5,7 @@ Pure DataFrame functions first; `run_batch` does the I/O (lake in, SQLite + Parq
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -125,11 +126,40 @@ def slo_report(events: DataFrame, cfg: Config) -> DataFrame:
     )
 
 
+def quality_summary(sqlite_path: str, start: date | None, end: date | None) -> pd.DataFrame:
+    """The data-quality account of the micro-batches processed in [start, end] (by the day
+    they were recorded): input, valid, quarantined by reason, duplicates, late."""
+    with closing(sqlite3.connect(f"file:{sqlite_path}?mode=ro", uri=True)) as db:
+        rows = pd.read_sql("SELECT * FROM data_quality", db)
+    day = rows["recorded_at"].str[:10]
+    if start is not None:
+        rows = rows[day >= start.isoformat()]
+    if end is not None:
+        rows = rows[day <= end.isoformat()]
+    totals = {
+        k: int(rows[k].sum()) for k in ("input", "valid", "quarantined", "duplicates", "late")
+    }
+    reasons = pd.json_normalize(rows["quarantined_by_reason"].map(json.loads).tolist())
+    for reason, n in reasons.sum().items() if len(reasons) else []:
+        totals[f"quarantined_{reason}"] = int(n)
+    return pd.DataFrame(
+        [
+            {
+                "from": start.isoformat() if start else None,
+                "to": end.isoformat() if end else None,
+                "batches": len(rows),
+                **totals,
+            }
+        ]
+    )
+
+
 @dataclass
 class BatchResult:
     rollups: dict[str, pd.DataFrame]
     slo: pd.DataFrame
     outliers: pd.DataFrame
+    quality: pd.DataFrame
     mismatches: pd.DataFrame
     totals: dict[str, int] = field(default_factory=dict)
 
@@ -196,11 +226,13 @@ def run_batch(
     slo = slo_report(events, cfg).orderBy("endpoint").toPandas()
     outliers = latency_outliers(events, spark_interval(cfg.processing.window)).toPandas()
     mismatches, totals = reconcile(events, cfg, paths.sqlite, start, end)
+    quality = quality_summary(paths.sqlite, start, end)
     with closing(sqlite3.connect(paths.sqlite)) as db:
         for g, table in ROLLUPS.items():
             rollups[g].to_sql(table, db, if_exists="replace", index=False)
         slo.to_sql("slo_report", db, if_exists="replace", index=False)
         outliers.to_sql("latency_outliers", db, if_exists="replace", index=False)
+        quality.to_sql("data_quality_summary", db, if_exists="replace", index=False)
         mismatches.to_sql("reconciliation_mismatches", db, if_exists="replace", index=False)
         db.commit()
     out = Path(cfg.path("lake", "batch"))
@@ -212,4 +244,4 @@ def run_batch(
     ]
     for name, frame in tables:
         pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), out / f"{name}.parquet")
-    return BatchResult(rollups, slo, outliers, mismatches, totals)
+    return BatchResult(rollups, slo, outliers, quality, mismatches, totals)

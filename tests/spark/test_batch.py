@@ -3,9 +3,11 @@ computation, partition pruning, SLO report, and reconciliation that fails loudly
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -149,6 +151,18 @@ def test_latency_outliers_per_window(lake):
     assert len(got) == len(want)
     assert all(got.loc[k] == v for k, v in want.items())
     assert want.sum() > 0
+
+
+def test_quality_summary_over_the_period(lake):
+    cfg, events, result = lake
+    manifest = json.loads((Path(cfg.source.path) / "manifest.json").read_text())
+    q = result.quality.iloc[0]
+    assert q["input"] == manifest["total_events"]
+    assert q["valid"] == manifest["valid_events"] == len(events)
+    assert q["duplicates"] == manifest["duplicates"]
+    assert q["late"] == manifest["late_beyond_watermark"]
+    for kind, n in manifest["defects"].items():
+        assert q[f"quarantined_{kind}"] == n
 
 
 def test_reconciliation_passes_then_fails_naming_the_window(lake, spark):
