@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from apistream.errors import ConfigError
+from apistream.fields import RAW_FIELDS
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config" / "config.yaml"
 ENV_PREFIX = "APISTREAM_"
@@ -255,20 +256,6 @@ class EnrichmentConfig(_Model):
     endpoints_csv: str | None = None
 
 
-LOG_FIELDS = (
-    "request_id",
-    "timestamp",
-    "method",
-    "path",
-    "status",
-    "latency_ms",
-    "bytes_sent",
-    "client_ip",
-    "user_agent",
-    "api_key",
-)
-
-
 class LogsConfig(_Model):
     """What the input lines are: the generator's JSON, an access-log format, or mapped JSON."""
 
@@ -288,7 +275,7 @@ class LogsConfig(_Model):
             except ConfigError as exc:
                 raise ValueError(str(exc)) from None
         if self.format == "json_mapped":
-            unknown = set(self.json_fields) - set(LOG_FIELDS)
+            unknown = set(self.json_fields) - set(RAW_FIELDS)
             if unknown:
                 raise ValueError(f"json_fields: unknown event fields {sorted(unknown)}")
             missing = {"timestamp", "path", "status"} - set(self.json_fields)

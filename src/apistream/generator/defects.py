@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 
 from apistream.config import ValidationConfig
+from apistream.fields import REQUIRED_FIELDS
 
-REQUIRED_FIELDS = ("request_id", "timestamp", "method", "path", "status", "latency_ms")
 WRONG_TYPES = {"status": "OK", "latency_ms": "fast", "bytes_sent": "lots", "timestamp": "soon"}
 BAD_STATUSES = (0, 42, 99, 600, 700, 999, 1200)
 BAD_METHODS = ("FETCH", "GETT", "PUSH", "BREW", "LIST")

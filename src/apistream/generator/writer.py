@@ -24,6 +24,7 @@ import numpy as np
 import polars as pl
 
 from apistream.config import DEFECT_KINDS, Config
+from apistream.fields import RAW_FIELDS
 from apistream.generator.defects import corrupt
 from apistream.generator.traffic import TrafficModel, iso_ms, plan_incidents
 
@@ -128,16 +129,7 @@ class LogGenerator:
         ts = pl.from_epoch(pl.col("ts_ms"), time_unit="ms").dt.strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
         return df.select(
             pl.struct(
-                "request_id",
-                ts.alias("timestamp"),
-                "method",
-                "path",
-                "status",
-                "latency_ms",
-                "bytes_sent",
-                "client_ip",
-                "user_agent",
-                "api_key",
+                *[ts.alias(f) if f == "timestamp" else pl.col(f) for f in RAW_FIELDS]
             ).struct.json_encode()
         ).to_series()
 

@@ -2,21 +2,10 @@
 
 from pyspark.sql.types import StringType, StructField, StructType
 
-RAW_FIELDS = (
-    "request_id",
-    "timestamp",
-    "method",
-    "path",
-    "status",
-    "latency_ms",
-    "bytes_sent",
-    "client_ip",
-    "user_agent",
-    "api_key",
-)
-REQUIRED_FIELDS = ("request_id", "timestamp", "method", "path", "status", "latency_ms")
-# Access logs may carry no latency at all; their latency metrics are then empty, not zero.
-ACCESS_LOG_REQUIRED = ("request_id", "timestamp", "method", "path", "status")
+from apistream.fields import ACCESS_LOG_REQUIRED, RAW_FIELDS, REQUIRED_FIELDS
+
+__all__ = ["ACCESS_LOG_REQUIRED", "RAW_FIELDS", "REQUIRED_FIELDS"]
+
 CORRUPT_COLUMN = "_corrupt_record"
 
 # Every field is read as a string, so a wrong type is a quarantine reason naming the field
