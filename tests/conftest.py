@@ -3,13 +3,16 @@ in seconds without one (`make test-fast`)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
+# The project's shared data sits beside the repository (../shared/data), as in CI.
+SHARED_DATA = Path(os.environ.get("SHARED_DATA_DIR", ROOT.parent / "shared" / "data"))
+REAL_APACHE_LOG = SHARED_DATA / "real-logs" / "apache-combined" / "apache_logs"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

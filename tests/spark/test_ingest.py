@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from conftest import REAL_APACHE_LOG
 from pyspark.sql import functions as F
 
 from apistream.config import load_config
@@ -20,7 +21,7 @@ from apistream.lake import read_table
 from apistream.pipeline.topology import Paths, checked_records, run_stream
 
 LOGS = Path(__file__).parents[1] / "fixtures" / "logs"
-REAL_LOG = Path(__file__).parents[3] / "shared/data/real-logs/apache-combined/apache_logs"
+REAL_LOG = REAL_APACHE_LOG
 NGINX_CUSTOM = (
     '$remote_addr [$time_iso8601] "$request_method $request_uri" $status '
     '$bytes_sent $request_id $upstream_response_time "$http_user_agent" '

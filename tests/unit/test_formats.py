@@ -4,6 +4,7 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import REAL_APACHE_LOG
 
 from apistream.errors import ConfigError
 from apistream.ingest import formats as fm
@@ -78,7 +79,7 @@ def test_apache_presets_and_timed_format():
 
 
 def test_real_apache_log_matches_all_but_the_truncated_line():
-    real = Path(__file__).parents[3] / "shared/data/real-logs/apache-combined/apache_logs"
+    real = REAL_APACHE_LOG
     fmt = fm.compile_apache("combined")
     bad = [
         i
