@@ -22,6 +22,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
+def real_apache_log() -> Path:
+    """The real Apache combined log of ../shared/data (10,000 lines, line 8899 truncated)."""
+    return REAL_APACHE_LOG
+
+
+@pytest.fixture(scope="session")
 def spark() -> Iterator[object]:
     """One local SparkSession for the whole run: 2 cores, few partitions, no UI."""
     from apistream.config import SparkConfig

@@ -12,7 +12,6 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from conftest import REAL_APACHE_LOG
 from pyspark.sql import functions as F
 
 from apistream.config import load_config
@@ -21,7 +20,6 @@ from apistream.lake import read_table
 from apistream.pipeline.topology import Paths, checked_records, run_stream
 
 LOGS = Path(__file__).parents[1] / "fixtures" / "logs"
-REAL_LOG = REAL_APACHE_LOG
 NGINX_CUSTOM = (
     '$remote_addr [$time_iso8601] "$request_method $request_uri" $status '
     '$bytes_sent $request_id $upstream_response_time "$http_user_agent" '
@@ -195,7 +193,7 @@ def independent_counts(path: Path):
 
 
 @pytest.fixture(scope="module")
-def real_run(spark, tmp_path_factory):
+def real_run(spark, tmp_path_factory, real_apache_log):
     root = tmp_path_factory.mktemp("ingest")
     base = load_config(
         environ={},
@@ -205,13 +203,13 @@ def real_run(spark, tmp_path_factory):
             "logs.log_format": "combined",
         },
     )
-    cfg = ingest_config(base, [REAL_LOG], follow=False)
+    cfg = ingest_config(base, [real_apache_log], follow=False)
     run_stream(spark, cfg, until_idle=True, stop=threading.Event())
     return cfg
 
 
-def test_real_apache_log_counts_equal_an_independent_count(real_run):
-    endpoints, classes, bad = independent_counts(REAL_LOG)
+def test_real_apache_log_counts_equal_an_independent_count(real_run, real_apache_log):
+    endpoints, classes, bad = independent_counts(real_apache_log)
     assert bad == [8899]
     with sqlite3.connect(real_run.sqlite_path) as db:
         got = dict(db.execute("SELECT endpoint, SUM(requests) FROM endpoint_metrics GROUP BY 1"))
@@ -230,11 +228,11 @@ def test_real_apache_log_counts_equal_an_independent_count(real_run):
     assert latency[0] == 0 and latency[1] > 0  # no latency in the log: empty, not zero
 
 
-def test_real_apache_log_truncated_line_is_quarantined(real_run):
+def test_real_apache_log_truncated_line_is_quarantined(real_run, real_apache_log):
     q = read_table(Paths.of(real_run).quarantine).to_pylist()
     assert len(q) == 1
     assert q[0]["reason"] == "unparseable_line"
-    assert q[0]["raw"] == REAL_LOG.read_text().splitlines()[8898]
+    assert q[0]["raw"] == real_apache_log.read_text().splitlines()[8898]
 
 
 def test_same_file_twice_in_one_ingest_is_caught_as_duplicates(spark, tmp_path):

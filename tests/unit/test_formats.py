@@ -4,7 +4,6 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import REAL_APACHE_LOG
 
 from apistream.errors import ConfigError
 from apistream.ingest import formats as fm
@@ -78,8 +77,8 @@ def test_apache_presets_and_timed_format():
     )
 
 
-def test_real_apache_log_matches_all_but_the_truncated_line():
-    real = REAL_APACHE_LOG
+def test_real_apache_log_matches_all_but_the_truncated_line(real_apache_log):
+    real = real_apache_log
     fmt = fm.compile_apache("combined")
     bad = [
         i
