@@ -20,8 +20,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def spark() -> Iterator[object]:
-    """One local SparkSession for the whole run: 2 cores, few partitions, no UI."""
-    from apistream.config import SparkConfig
+    """One local SparkSession for the whole run: 2 cores, few partitions, no UI, and Spark's
+    Kafka connector (resolved from Maven Central into .cache/ivy on first use)."""
+    from apistream.config import KAFKA_CONNECTOR, SparkConfig
     from apistream.session import build_spark
 
     session = build_spark(
@@ -34,7 +35,8 @@ def spark() -> Iterator[object]:
                 "spark.sql.session.timeZone": "UTC",
                 "spark.ui.showConsoleProgress": "false",
             },
-        )
+        ),
+        packages=(KAFKA_CONNECTOR,),
     )
     yield session
     session.stop()

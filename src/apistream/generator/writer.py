@@ -11,8 +11,9 @@ With a Kafka sink (`KafkaChunkSink`) the "files" are chunks produced in order, e
 by the broker, keyed by endpoint to the partition Kafka's default partitioner picks. Spark's
 Kafka source reads at most `max_offsets_per_trigger` (M) offsets of a partition per batch, so
 an event "late beyond the watermark" at position i of partition p is placed older than the
-newest plain event at positions up to i - M of the same partition minus the delay: that event
-was read in an earlier batch, whatever the batching (see docs/design.md).
+newest plain event at positions up to i - 2M of the same partition minus the delay: that
+event was read at least two batches earlier (late rows are judged against the previous
+batch's watermark), whatever the batching (see docs/design.md).
 """
 
 from __future__ import annotations
@@ -69,11 +70,11 @@ class PartitionTracker:
 
     def __init__(self, of_endpoint: np.ndarray, partitions: int, max_offsets: int):
         self.of_endpoint = of_endpoint
-        self.max_offsets = max_offsets
+        self.lag = 2 * max_offsets
         self.running_max = [np.empty(0, dtype=np.int64) for _ in range(partitions)]
 
     def references(self, eps: np.ndarray, plain: np.ndarray, ts: np.ndarray) -> np.ndarray:
-        """For each row, the newest plain event time at least M positions before it in its
+        """For each row, the newest plain event time at least 2M positions before it in its
         partition (-1 if none), then advance the positions by these rows."""
         part = self.of_endpoint[eps]
         ref = np.full(len(ts), -1, dtype=np.int64)
@@ -82,7 +83,7 @@ class PartitionTracker:
             last = history[-1] if len(history) else -1
             vals = np.where(plain[idx], ts[idx], -1).astype(np.int64)
             history = np.concatenate([history, np.maximum.accumulate(np.append(last, vals))[1:]])
-            back = len(self.running_max[p]) + np.arange(len(idx)) - self.max_offsets
+            back = len(self.running_max[p]) + np.arange(len(idx)) - self.lag
             ok = back >= 0
             ref[idx[ok]] = history[back[ok]]
             self.running_max[p] = history

@@ -193,10 +193,15 @@ class StreamRun:
             stop.wait(0.5)
 
     def settle(self, name: str) -> None:
-        """Wait until the listener has recorded the last progress of a finished query."""
+        """Wait until the listener has recorded the last batch a finished query executed."""
         q = self.queries.get(name)
-        if q is not None and q.lastProgress is not None:
-            self.recorder.wait_for(name, q.lastProgress["batchId"])
+        if q is None:
+            return
+        # An idle trigger (no new data, e.g. a re-run on a finished checkpoint) shows in
+        # recentProgress without `addBatch` and is never sent to onQueryProgress.
+        executed = [p for p in q.recentProgress if "addBatch" in p["durationMs"]]
+        if executed:
+            self.recorder.wait_for(name, executed[-1]["batchId"])
 
     def stop(self) -> None:
         """Stop every query, then let the listener record their last progress."""
