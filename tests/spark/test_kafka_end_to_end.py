@@ -52,7 +52,7 @@ def kafka_config(root: Path, bootstrap: str, topic: str, **extra: object) -> Con
         "source.kafka.bootstrap_servers": bootstrap,
         "source.kafka.topic": topic,
         "source.kafka.partitions": 3,
-        "source.kafka.max_offsets_per_trigger": 4_000,
+        "source.kafka.max_offsets_per_trigger": 6_000,
         "source.kafka.connect_timeout": "10 seconds",
         "sinks.output": str(root),
         **extra,
@@ -84,3 +84,24 @@ def test_topic_has_three_partitions_keyed_by_endpoint(run):
     assert events["partition"].nunique() == 3
     for endpoint, group in events.groupby("endpoint"):
         assert set(group["partition"]) == {partition_for(endpoint, 3)}, endpoint
+
+
+def test_partition_for_matches_kafkas_default_partitioner(kafka_broker):
+    """The generator's explicit partition is the one Kafka's murmur2 partitioner picks."""
+    from confluent_kafka import Producer
+
+    cfg = kafka_config(Path("/nonexistent"), kafka_broker.bootstrap, "partitioner")
+    KafkaChunkSink(cfg.source.kafka)  # creates the topic with 3 partitions
+    producer = Producer({"bootstrap.servers": kafka_broker.bootstrap, "partitioner": "murmur2"})
+    delivered: dict[str, int] = {}
+    templates = [e.template for e in load_config(environ={}).endpoints]
+    for key in [*templates, "a", "ab", "abc", "abcd", "abcde"]:
+        producer.produce(
+            "partitioner",
+            b"{}",
+            key.encode(),
+            on_delivery=lambda e, m: delivered.update({m.key().decode(): m.partition()}),
+        )
+    assert producer.flush(30) == 0
+    assert delivered == {key: partition_for(key, 3) for key in delivered}
+    assert len(delivered) == len(templates) + 5
