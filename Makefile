@@ -4,12 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup demo test test-fast test-spark lint clean
+.PHONY: help setup deps demo test test-fast test-spark test-kafka lint clean kafka-up kafka-down
 
 help:
 	@echo "make demo       generate ~1M events, stream them, print a summary"
 	@echo "make test       all tests (fast ones first, then Spark end-to-end)"
 	@echo "make test-fast  tests that need no JVM (seconds)"
+	@echo "make test-kafka only the Kafka tests (start their own broker)"
+	@echo "make kafka-up   start a local Kafka broker on 127.0.0.1:9092 (make kafka-down stops it)"
 	@echo "make lint       ruff"
 	@echo "make clean      remove the virtualenv and outputs"
 
@@ -22,11 +24,16 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# JVM dependencies from Maven Central, cached under .cache/ (git-ignored): the Kafka broker
+# jars (mvn) now; Spark's Kafka connector is resolved by Spark itself (Ivy) on first use.
+deps:
+	@scripts/kafka.sh fetch
+
 demo: setup
 	@scripts/check_java.sh
 	$(BIN)/apistream demo
 
-test: setup
+test: setup deps
 	@scripts/check_java.sh
 	$(BIN)/pytest -m "not spark" -q
 	$(BIN)/pytest -m spark -q
@@ -34,9 +41,20 @@ test: setup
 test-fast: setup
 	$(BIN)/pytest -m "not spark" -q
 
+test-kafka: setup deps
+	@scripts/check_java.sh
+	$(BIN)/pytest -q tests/unit/test_kafka_source.py tests/spark/test_kafka*.py
+
+kafka-up: deps
+	@scripts/check_java.sh
+	@scripts/kafka.sh up
+
+kafka-down:
+	@scripts/kafka.sh down
+
 lint: setup
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
 
 clean:
-	rm -rf $(VENV) output .pytest_cache .ruff_cache
+	rm -rf $(VENV) output .pytest_cache .ruff_cache .cache

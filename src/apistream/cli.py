@@ -280,10 +280,15 @@ def validate_config(config: ConfigOpt = None) -> None:
     except ApiStreamError as exc:
         _fail(exc)
         return
-    p = cfg.processing
+    p, k = cfg.processing, cfg.source.kafka
+    source = (
+        f"kafka topic {k.topic} at {k.bootstrap_servers}"
+        if cfg.source.format == "kafka"
+        else cfg.source.path
+    )
     console.print(
         f"config OK: {len(cfg.endpoints)} endpoints, window {p.window:g}s, watermark "
-        f"{p.watermark:g}s, source {cfg.source.path}, output {cfg.sinks.output}"
+        f"{p.watermark:g}s, source {source}, output {cfg.sinks.output}"
     )
 
 
