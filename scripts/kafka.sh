@@ -35,9 +35,13 @@ fetch() {
 (Debian/Ubuntu: sudo apt-get install -y maven)"
   echo "kafka.sh: resolving the Kafka broker from Maven Central into $LIB" >&2
   rm -rf "$LIB" && mkdir -p "$LIB"
-  mvn -q -B -Dstyle.color=never -f "$POM" -Dmaven.repo.local="$CACHE/m2" dependency:copy-dependencies \
-    -DoutputDirectory="$LIB" -DincludeScope=runtime \
-    || die "could not resolve the Kafka broker jars from Maven Central (see mvn output above)"
+  if ! mvn -B -Dstyle.color=never -f "$POM" -Dmaven.repo.local="$CACHE/m2" \
+    dependency:copy-dependencies -DoutputDirectory="$LIB" -DincludeScope=runtime \
+    >"$CACHE/kafka/mvn.log" 2>&1; then
+    tail -n 40 "$CACHE/kafka/mvn.log" >&2
+    die "could not resolve the Kafka broker jars from Maven Central (log: $CACHE/kafka/mvn.log)"
+  fi
+  echo "kafka.sh: $(ls "$LIB" | wc -l) jars in $LIB" >&2
   touch "$stamp"
 }
 

@@ -71,7 +71,9 @@ class PartitionTracker:
     def __init__(self, of_endpoint: np.ndarray, partitions: int, max_offsets: int):
         self.of_endpoint = of_endpoint
         self.lag = 2 * max_offsets
+        # running max at the last `lag` positions of each partition, from position base[p]
         self.running_max = [np.empty(0, dtype=np.int64) for _ in range(partitions)]
+        self.base = [0] * partitions
 
     def references(self, eps: np.ndarray, plain: np.ndarray, ts: np.ndarray) -> np.ndarray:
         """For each row, the newest plain event time at least 2M positions before it in its
@@ -82,11 +84,12 @@ class PartitionTracker:
             idx = np.flatnonzero(part == p)
             last = history[-1] if len(history) else -1
             vals = np.where(plain[idx], ts[idx], -1).astype(np.int64)
+            back = len(history) + np.arange(len(idx)) - self.lag  # relative to base[p]
             history = np.concatenate([history, np.maximum.accumulate(np.append(last, vals))[1:]])
-            back = len(self.running_max[p]) + np.arange(len(idx)) - self.lag
-            ok = back >= 0
+            ok = back + self.base[p] >= 0
             ref[idx[ok]] = history[back[ok]]
-            self.running_max[p] = history
+            drop = max(0, len(history) - self.lag)
+            self.running_max[p], self.base[p] = history[drop:], self.base[p] + drop
         return ref
 
 
