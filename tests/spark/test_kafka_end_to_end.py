@@ -52,7 +52,7 @@ def kafka_config(root: Path, bootstrap: str, topic: str, **extra: object) -> Con
         "source.kafka.bootstrap_servers": bootstrap,
         "source.kafka.topic": topic,
         "source.kafka.partitions": 3,
-        "source.kafka.max_offsets_per_trigger": 6_000,
+        "source.kafka.max_offsets_per_trigger": 10_000,
         "source.kafka.connect_timeout": "10 seconds",
         "sinks.output": str(root),
         **extra,

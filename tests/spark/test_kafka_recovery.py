@@ -22,7 +22,7 @@ from apistream.lake import read_table
 from apistream.pipeline.topology import Paths, run_stream
 
 SMALL = {
-    "generator.events": 24_000,
+    "generator.events": 18_000,
     "generator.events_per_file": 1_500,
     "generator.seed": 3,
     "source.kafka.max_offsets_per_trigger": 1_500,
