@@ -16,6 +16,7 @@ from pathlib import Path
 from test_kafka_end_to_end import kafka_config
 from test_restart import batches_done
 
+from apistream.errors import ApiStreamError
 from apistream.generator.writer import LogGenerator
 from apistream.kafka_io import KafkaChunkSink
 from apistream.lake import read_table
@@ -154,3 +155,49 @@ def test_sigterm_mid_stream_then_resume_from_checkpoint_is_exact(spark, kafka_br
 
     run_stream(spark, cfg, until_idle=True, stop=threading.Event())
     assert_exact(cfg, manifest)
+
+
+def test_broker_gone_for_good_fails_clearly_within_the_client_timeout(
+    spark, kafka_broker, tmp_path
+):
+    """No hang: once the Kafka clients' default.api.timeout.ms (here 10 s) runs out, the
+    pipeline stops with an error naming the Kafka timeout."""
+    cfg = kafka_config(
+        tmp_path,
+        kafka_broker.bootstrap,
+        "broker-gone",
+        **{
+            **SMALL,
+            "source.kafka.options": {
+                "default.api.timeout.ms": "10000",
+                "request.timeout.ms": "5000",  # must not exceed default.api.timeout.ms
+            },
+        },
+    )
+    LogGenerator(cfg, cfg.source.path, sink=KafkaChunkSink(cfg.source.kafka)).backfill()
+    db = Path(cfg.sqlite_path)
+    stop, failure = threading.Event(), []
+
+    def live() -> None:
+        try:
+            run_stream(spark, cfg, until_idle=False, stop=stop)
+        except ApiStreamError as exc:
+            failure.append(exc)
+
+    runner = threading.Thread(target=live, daemon=True)
+    runner.start()
+    try:
+        wait_until(lambda: batches_done(db) >= 2 or failure, 240, "two batches")
+        assert not failure, failure
+        kafka_broker.stop()
+        started = time.monotonic()
+        wait_until(lambda: failure or not runner.is_alive(), 180, "the pipeline to fail")
+        elapsed = time.monotonic() - started
+    finally:
+        stop.set()
+        runner.join(timeout=120)
+        kafka_broker.start()  # for any test after this one
+    assert failure, "the pipeline should stop with an error"
+    message = str(failure[0])
+    assert "failed" in message and "Timeout" in message, message
+    assert elapsed < 150
