@@ -4,12 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup demo test test-fast test-spark lint clean screenshots
+.PHONY: help setup deps demo test test-fast test-spark test-kafka lint clean kafka-up kafka-down screenshots
 
 help:
 	@echo "make demo       generate ~1M events, stream them, print a summary"
 	@echo "make test       all tests (fast ones first, then Spark end-to-end)"
 	@echo "make test-fast  tests that need no JVM (seconds)"
+	@echo "make test-kafka only the Kafka tests (start their own broker)"
+	@echo "make kafka-up   start a local Kafka broker on 127.0.0.1:9092 (make kafka-down stops it)"
 	@echo "make lint       ruff"
 	@echo "make screenshots  README images of the report and dashboard (after make demo)"
 	@echo "make clean      remove the virtualenv and outputs"
@@ -23,11 +25,16 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# JVM dependencies from Maven Central, cached under .cache/ (git-ignored): the Kafka broker
+# jars (mvn) now; Spark's Kafka connector is resolved by Spark itself (Ivy) on first use.
+deps:
+	@scripts/kafka.sh fetch
+
 demo: setup
 	@scripts/check_java.sh
 	$(BIN)/apistream demo
 
-test: setup
+test: setup deps
 	@scripts/check_java.sh
 	@scripts/check_chromium.sh
 	$(BIN)/pytest -m "not spark" -q
@@ -40,9 +47,20 @@ screenshots: setup
 	@scripts/check_chromium.sh
 	$(BIN)/python scripts/screenshots.py --output output/demo --images docs/images
 
+test-kafka: setup deps
+	@scripts/check_java.sh
+	$(BIN)/pytest -q tests/unit/test_kafka_source.py tests/spark/test_kafka*.py
+
+kafka-up: deps
+	@scripts/check_java.sh
+	@scripts/kafka.sh up
+
+kafka-down:
+	@scripts/kafka.sh down
+
 lint: setup
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
 
 clean:
-	rm -rf $(VENV) output .pytest_cache .ruff_cache
+	rm -rf $(VENV) output .pytest_cache .ruff_cache .cache

@@ -29,8 +29,9 @@ def real_apache_log() -> Path:
 
 @pytest.fixture(scope="session")
 def spark() -> Iterator[object]:
-    """One local SparkSession for the whole run: 2 cores, few partitions, no UI."""
-    from apistream.config import SparkConfig
+    """One local SparkSession for the whole run: 2 cores, few partitions, no UI, and Spark's
+    Kafka connector (resolved from Maven Central into .cache/ivy on first use)."""
+    from apistream.config import KAFKA_CONNECTOR, SparkConfig
     from apistream.session import build_spark
 
     session = build_spark(
@@ -43,7 +44,8 @@ def spark() -> Iterator[object]:
                 "spark.sql.session.timeZone": "UTC",
                 "spark.ui.showConsoleProgress": "false",
             },
-        )
+        ),
+        packages=(KAFKA_CONNECTOR,),
     )
     yield session
     session.stop()

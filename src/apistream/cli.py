@@ -44,6 +44,13 @@ OutputOpt = Annotated[
 EventsOpt = Annotated[int | None, typer.Option("--events", help="Events to generate.")]
 RateOpt = Annotated[float | None, typer.Option("--rate", help="Events per second.")]
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="Generator seed.")]
+TopicOpt = Annotated[str | None, typer.Option("--topic", help="Kafka topic (source.kafka.topic).")]
+BootstrapOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--bootstrap-servers", help="Kafka host:port list (source.kafka.bootstrap_servers)."
+    ),
+]
 
 
 def _load(config: Path | None, **overrides: Any) -> Config:
@@ -76,10 +83,18 @@ def _stop_on_signals() -> Iterator[threading.Event]:
             signal.signal(s, h)
 
 
-def _generate(cfg: Config, stop: threading.Event) -> dict[str, Any]:
+def _generate(
+    cfg: Config, stop: threading.Event, sink: str = "files", manifest_dir: str | None = None
+) -> dict[str, Any]:
     from apistream.generator.writer import LogGenerator
 
-    gen = LogGenerator(cfg, cfg.source.path)
+    chunks = None
+    if sink == "kafka":
+        from apistream.kafka_io import KafkaChunkSink
+
+        chunks = KafkaChunkSink(cfg.source.kafka)
+    manifest_dir = manifest_dir or cfg.source.path
+    gen = LogGenerator(cfg, manifest_dir, sink=chunks)
     columns = (
         TextColumn("generate"),
         BarColumn(),
@@ -96,10 +111,15 @@ def _generate(cfg: Config, stop: threading.Event) -> dict[str, Any]:
         )
         elapsed = time.perf_counter() - started
     rate = manifest["total_events"] / elapsed if elapsed else 0
+    where = (
+        f"{manifest['files']} chunks to Kafka topic {cfg.source.kafka.topic!r} "
+        f"({manifest['settings']['partitions']} partitions)"
+        if chunks is not None
+        else f"{manifest['files']} files to {cfg.source.path}"
+    )
     console.print(
-        f"wrote {manifest['total_events']:,} events in {manifest['files']} files to "
-        f"{cfg.source.path} ({rate:,.0f} events/s); ground truth in "
-        f"{cfg.source.path}/manifest.json"
+        f"wrote {manifest['total_events']:,} events in {where} ({rate:,.0f} events/s); "
+        f"ground truth in {manifest_dir}/manifest.json"
     )
     return manifest
 
@@ -116,9 +136,20 @@ def generate(
         typer.Option(help="backfill (as fast as possible) or live (at --rate in real time)."),
     ] = None,
     start: Annotated[str | None, typer.Option(help="Backfill start, ISO-8601 UTC.")] = None,
+    sink: Annotated[
+        str, typer.Option(help="files (JSON lines under --input) or kafka (source.kafka.topic).")
+    ] = "files",
+    topic: TopicOpt = None,
+    bootstrap_servers: BootstrapOpt = None,
+    manifest: Annotated[
+        str | None,
+        typer.Option(help="Directory for manifest.json (default: --input / source.path)."),
+    ] = None,
 ) -> None:
-    """Write synthetic API traffic (with defects and incidents) as JSON-lines files."""
+    """Write synthetic API traffic (with defects and incidents) as JSON-lines files or to Kafka."""
     try:
+        if sink not in ("files", "kafka"):
+            raise ApiStreamError(f"--sink must be files or kafka, not {sink!r}")
         cfg = _load(
             config,
             **{
@@ -128,23 +159,26 @@ def generate(
                 "generator.seed": seed,
                 "generator.mode": mode,
                 "generator.start": start,
+                "source.kafka.topic": topic,
+                "source.kafka.bootstrap_servers": bootstrap_servers,
             },
         )
         with _stop_on_signals() as stop:
-            _generate(cfg, stop)
+            _generate(cfg, stop, sink, manifest)
     except ApiStreamError as exc:
         _fail(exc)
 
 
 def _stream(cfg: Config, until_idle: bool, stop: threading.Event) -> None:
     from apistream.pipeline.progress import LiveStatus
-    from apistream.pipeline.topology import check_source, run_stream
+    from apistream.pipeline.sources import check_source, spark_packages
+    from apistream.pipeline.topology import run_stream
     from apistream.session import build_spark
     from apistream.status import render_status
 
     check_source(cfg)
     console.print("starting Spark…")
-    spark = build_spark(cfg.spark)
+    spark = build_spark(cfg.spark, spark_packages(cfg))
     status = LiveStatus()
     try:
         with Live(render_status(status), console=console, refresh_per_second=2) as live:
@@ -168,10 +202,24 @@ def stream(
     until_idle: Annotated[
         bool, typer.Option("--until-idle", help="Process what is there, flush final windows, exit.")
     ] = False,
+    source: Annotated[
+        str | None, typer.Option("--source", help="json (files) or kafka (source.format).")
+    ] = None,
+    topic: TopicOpt = None,
+    bootstrap_servers: BootstrapOpt = None,
 ) -> None:
-    """Run the streaming pipeline over the input directory (Ctrl-C stops cleanly)."""
+    """Run the streaming pipeline over the input directory or Kafka topic (Ctrl-C stops)."""
     try:
-        cfg = _load(config, **{"source.path": input, "sinks.output": output})
+        cfg = _load(
+            config,
+            **{
+                "source.path": input,
+                "sinks.output": output,
+                "source.format": source,
+                "source.kafka.topic": topic,
+                "source.kafka.bootstrap_servers": bootstrap_servers,
+            },
+        )
         with _stop_on_signals() as stop:
             _stream(cfg, until_idle, stop)
         from apistream.summary import print_run_summary
@@ -443,10 +491,15 @@ def validate_config(config: ConfigOpt = None) -> None:
     except ApiStreamError as exc:
         _fail(exc)
         return
-    p = cfg.processing
+    p, k = cfg.processing, cfg.source.kafka
+    source = (
+        f"kafka topic {k.topic} at {k.bootstrap_servers}"
+        if cfg.source.format == "kafka"
+        else cfg.source.path
+    )
     console.print(
         f"config OK: {len(cfg.endpoints)} endpoints, window {p.window:g}s, watermark "
-        f"{p.watermark:g}s, source {cfg.source.path}, output {cfg.sinks.output}"
+        f"{p.watermark:g}s, source {source}, output {cfg.sinks.output}"
     )
 
 

@@ -186,13 +186,81 @@ class GeneratorConfig(_Model):
     incidents: IncidentPlan = IncidentPlan()
 
 
-class SourceConfig(_Model):
-    """Where the stream reads JSON-lines files from."""
+_SECRET_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+KAFKA_CONNECTOR = "org.apache.spark:spark-sql-kafka-0-10_2.13:4.2.0"
 
-    format: Literal["json"] = "json"
+
+def resolve_secrets(options: dict[str, str], key: str, environ: dict[str, str]) -> dict[str, str]:
+    """Options with every `${NAME}` replaced by the environment variable NAME.
+
+    The result holds secrets: pass it to the client, never print or log it.
+    """
+    out = {}
+    for name, value in options.items():
+        missing = [v for v in _SECRET_REF.findall(value) if v not in environ]
+        if missing:
+            raise ConfigError(
+                f"invalid configuration: {key}.{name}: environment variable {missing[0]} is not set"
+            )
+        out[name] = _SECRET_REF.sub(lambda m: environ[m.group(1)], value)
+    return out
+
+
+class KafkaSourceConfig(_Model):
+    """A Kafka topic of JSON lines: where it is, how fast to read it, client options."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topic: str = "api-requests"
+    partitions: int = Field(default=3, ge=1)
+    starting_offsets: str = "earliest"
+    max_offsets_per_trigger: int = Field(default=20_000, ge=1)
+    fail_on_data_loss: bool = True
+    connect_timeout: Duration = 15.0
+    options: dict[str, str] = Field(default_factory=dict)
+    client_options: dict[str, str] = Field(default_factory=dict)
+    connector: str = KAFKA_CONNECTOR
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _host_ports(cls, v: str) -> str:
+        hosts = [h.strip() for h in v.split(",")]
+        if not all(re.match(r"^[^\s:/]+:\d+$", h) for h in hosts):
+            raise ValueError(f"{v!r} is not host:port[,host:port...] such as 'broker1:9092'")
+        return ",".join(hosts)
+
+    @field_validator("starting_offsets")
+    @classmethod
+    def _offsets(cls, v: str) -> str:
+        if v not in ("earliest", "latest") and not v.lstrip().startswith("{"):
+            raise ValueError("use earliest, latest or a JSON map of topic partitions to offsets")
+        return v
+
+    @field_validator("options", "client_options", mode="before")
+    @classmethod
+    def _stringify(cls, v: Any) -> Any:
+        if not isinstance(v, dict):
+            return v
+        return {
+            str(k).removeprefix("kafka."): str(x).lower() if isinstance(x, bool) else str(x)
+            for k, x in v.items()
+        }
+
+    @field_validator("connector")
+    @classmethod
+    def _coordinates(cls, v: str) -> str:
+        if not re.match(r"^[\w.\-]+:[\w.\-]+:[\w.\-]+$", v):
+            raise ValueError(f"{v!r} is not Maven coordinates group:artifact:version")
+        return v
+
+
+class SourceConfig(_Model):
+    """Where the stream reads from: JSON-lines files (format json) or a Kafka topic."""
+
+    format: Literal["json", "kafka"] = "json"
     path: str = "data/incoming"
     glob: str = "*.jsonl"
     max_files_per_trigger: int = Field(default=4, ge=1)
+    kafka: KafkaSourceConfig = KafkaSourceConfig()
 
 
 class ProcessingConfig(_Model):

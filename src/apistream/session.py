@@ -6,8 +6,10 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
+from pyspark.errors import PySparkRuntimeError
 from pyspark.sql import SparkSession
 
 from apistream.config import SparkConfig
@@ -15,6 +17,26 @@ from apistream.errors import ApiStreamError
 
 MIN_JAVA = 17
 LOG4J = Path(__file__).parent / "resources" / "log4j2.properties"
+_REPO = Path(__file__).resolve().parents[2]
+# Maven packages (Spark's Kafka connector) are resolved by Ivy into the repo's git-ignored cache.
+IVY_DIR = _REPO / ".cache" / "ivy" if (_REPO / "pyproject.toml").is_file() else None
+# Jars a package may pull in that pyspark already ships: keep pyspark's own.
+PROVIDED = (
+    "org.apache.hadoop:hadoop-client-runtime",
+    "org.apache.hadoop:hadoop-client-api",
+    "org.slf4j:slf4j-api",
+    "org.xerial.snappy:snappy-java",
+    "at.yawk.lz4:lz4-java",
+    "org.lz4:lz4-java",
+    "com.google.code.findbugs:jsr305",
+    "org.scala-lang.modules:scala-parallel-collections_2.13",
+)
+PACKAGE_HELP = (
+    "could not start Spark with the Maven package(s) {packages}: Ivy could not resolve them "
+    "from Maven Central (see the resolution report above).\n"
+    "  Check the network and the coordinates (source.kafka.connector); once resolved they are "
+    "cached in {ivy}."
+)
 JAVA_HELP = (
     "Spark 4 needs Java {min}+ (found: {found}). Install a JDK, e.g.\n"
     "  Debian/Ubuntu: sudo apt-get install -y openjdk-17-jre-headless\n"
@@ -53,8 +75,12 @@ def under_spark_submit() -> bool:
     return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
-def build_spark(cfg: SparkConfig) -> SparkSession:
-    """Create the SparkSession for a run (local[*] by default, or what spark-submit gives)."""
+def build_spark(cfg: SparkConfig, packages: Sequence[str] = ()) -> SparkSession:
+    """Create the SparkSession for a run (local[*] by default, or what spark-submit gives).
+
+    `packages` are Maven coordinates resolved from Maven Central (under spark-submit, pass
+    them with --packages instead).
+    """
     if not under_spark_submit():
         require_java()
         os.environ.setdefault(
@@ -65,8 +91,20 @@ def build_spark(cfg: SparkConfig) -> SparkSession:
     if not under_spark_submit():
         builder = builder.master(cfg.master)
     builder = builder.config("spark.sql.shuffle.partitions", str(cfg.shuffle_partitions))
+    if packages and not under_spark_submit():
+        builder = builder.config("spark.jars.packages", ",".join(packages))
+        builder = builder.config("spark.jars.excludes", ",".join(PROVIDED))
+        if IVY_DIR is not None:
+            builder = builder.config("spark.jars.ivy", str(IVY_DIR))
     for key, value in cfg.conf.items():
         builder = builder.config(key, value)
-    spark = builder.getOrCreate()
+    try:
+        spark = builder.getOrCreate()
+    except PySparkRuntimeError as exc:
+        if packages and "JAVA_GATEWAY_EXITED" in str(exc):
+            raise ApiStreamError(
+                PACKAGE_HELP.format(packages=", ".join(packages), ivy=IVY_DIR or "~/.ivy2")
+            ) from None
+        raise
     spark.sparkContext.setLogLevel(cfg.log_level)
     return spark

@@ -6,6 +6,14 @@ are placed against the watermark the stream will have: an event "late beyond the
 in file k is older than the watermark after files 0..k-2F (F = files per trigger), whatever
 the batching; one "late within" is never older than the newest event of its own file minus
 half the watermark delay.
+
+With a Kafka sink (`KafkaChunkSink`) the "files" are chunks produced in order, each confirmed
+by the broker, keyed by endpoint to the partition Kafka's default partitioner picks. Spark's
+Kafka source reads at most `max_offsets_per_trigger` (M) offsets of a partition per batch, so
+an event "late beyond the watermark" at position i of partition p is placed older than the
+newest plain event at positions up to i - 2M of the same partition minus the delay: that
+event was read at least two batches earlier (late rows are judged against the previous
+batch's watermark), whatever the batching (see docs/design.md).
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import polars as pl
@@ -50,11 +58,65 @@ class Tally:
     max_ts: int | None = None
 
 
-class LogGenerator:
-    """Generates files into `out_dir` for a config; deterministic for seed and start."""
+class ChunkSink(Protocol):
+    """Where chunks go instead of files (a Kafka topic): `send` returns once confirmed."""
 
-    def __init__(self, cfg: Config, out_dir: str | Path, now_ms: int | None = None):
+    partitions: int
+
+    def send(self, lines: list[str], keys: list[str], partitions: list[int]) -> None: ...
+
+
+class PartitionTracker:
+    """Per-partition positions and running max of plain event times (Kafka sink)."""
+
+    def __init__(self, of_endpoint: np.ndarray, partitions: int, max_offsets: int):
+        self.of_endpoint = of_endpoint
+        self.lag = 2 * max_offsets
+        # running max at the last `lag` positions of each partition, from position base[p]
+        self.running_max = [np.empty(0, dtype=np.int64) for _ in range(partitions)]
+        self.base = [0] * partitions
+
+    def references(self, eps: np.ndarray, plain: np.ndarray, ts: np.ndarray) -> np.ndarray:
+        """For each row, the newest plain event time at least 2M positions before it in its
+        partition (-1 if none), then advance the positions by these rows."""
+        part = self.of_endpoint[eps]
+        ref = np.full(len(ts), -1, dtype=np.int64)
+        for p, history in enumerate(self.running_max):
+            idx = np.flatnonzero(part == p)
+            last = history[-1] if len(history) else -1
+            vals = np.where(plain[idx], ts[idx], -1).astype(np.int64)
+            back = len(history) + np.arange(len(idx)) - self.lag  # relative to base[p]
+            history = np.concatenate([history, np.maximum.accumulate(np.append(last, vals))[1:]])
+            ok = back + self.base[p] >= 0
+            ref[idx[ok]] = history[back[ok]]
+            drop = max(0, len(history) - self.lag)
+            self.running_max[p], self.base[p] = history[drop:], self.base[p] + drop
+        return ref
+
+
+@dataclass
+class Chunk:
+    """The lines of one file or Kafka chunk and the endpoint index of each line."""
+
+    lines: list[str]
+    eps: np.ndarray
+
+
+class LogGenerator:
+    """Generates files into `out_dir` for a config; deterministic for seed and start.
+
+    With a `sink`, chunks go to it (a Kafka topic) and only manifest.json is written to out_dir.
+    """
+
+    def __init__(
+        self,
+        cfg: Config,
+        out_dir: str | Path,
+        now_ms: int | None = None,
+        sink: ChunkSink | None = None,
+    ):
         self.cfg = cfg
+        self.sink = sink
         self.gen = cfg.generator
         self.out = Path(out_dir)
         self.now_ms = int(time.time() * 1000) if now_ms is None else now_ms
@@ -78,6 +140,16 @@ class LogGenerator:
         if cfg.validation.max_age is None:
             probs[DEFECT_KINDS.index("stale_timestamp")] = 0.0
         self._cat_cum = np.cumsum([*probs, self.gen.late_within_rate, self.gen.late_beyond_rate])
+        self.tracker: PartitionTracker | None = None
+        if sink is not None:
+            from apistream.kafka_io import partition_for
+
+            of_endpoint = np.array(
+                [partition_for(e.template, sink.partitions) for e in cfg.endpoints]
+            )
+            self.tracker = PartitionTracker(
+                of_endpoint, sink.partitions, cfg.source.kafka.max_offsets_per_trigger
+            )
 
     def _next_file_seq(self) -> int:
         existing = sorted(self.out.glob("events-*.jsonl")) if self.out.exists() else []
@@ -86,6 +158,10 @@ class LogGenerator:
     # -- building ---------------------------------------------------------------------------
     def build_file(self, t0_ms: int, t1_ms: int, n: int, max_lines: int) -> list[str]:
         """Lines of one file with arrivals in [t0, t1), at most max_lines, and tally them."""
+        return self.build_chunk(t0_ms, t1_ms, n, max_lines).lines
+
+    def build_chunk(self, t0_ms: int, t1_ms: int, n: int, max_lines: int) -> Chunk:
+        """A file's or Kafka chunk's lines with arrivals in [t0, t1), and tally them."""
         times, eps = self.model.arrivals(t0_ms, t1_ms, n)
         df = self.model.build(times, eps)
         n = df.height
@@ -97,7 +173,13 @@ class LogGenerator:
         late_w = cat == LATE_WITHIN
         ts[late_w] = file_max - (self.rng.uniform(0.1, 0.5, late_w.sum()) * self.wm_ms)
         late_b = cat == LATE_BEYOND
-        if k - self.lag_files >= 0:
+        if self.tracker is not None:
+            refs = self.tracker.references(df["ep"].to_numpy(), cat == PLAIN, ts)
+            cat[late_b & (refs < 0)] = PLAIN
+            late_b = cat == LATE_BEYOND
+            jitter = self.rng.integers(1000, 300_000, late_b.sum())
+            ts[late_b] = refs[late_b] - self.wm_ms - jitter
+        elif k - self.lag_files >= 0:
             ref = self.cum_max[k - self.lag_files]
             ts[late_b] = ref - self.wm_ms - self.rng.integers(1000, 300_000, late_b.sum())
         else:
@@ -123,7 +205,7 @@ class LogGenerator:
         order = np.argsort(keys, kind="stable")[:max_lines]
         kept_src, kept_dup = src[order], order >= n
         self._tally(df, cat, kept_src[~kept_dup], int(kept_dup.sum()))
-        return [lines[i] for i in kept_src]
+        return Chunk([lines[i] for i in kept_src], df["ep"].to_numpy()[kept_src])
 
     def _encode(self, df: pl.DataFrame) -> pl.Series:
         ts = pl.from_epoch(pl.col("ts_ms"), time_unit="ms").dt.strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
@@ -174,6 +256,16 @@ class LogGenerator:
         self.tally.files += 1
         return final
 
+    def emit(self, chunk: Chunk) -> None:
+        """Write a chunk as a file, or send it to the sink and wait for its confirmation."""
+        if self.sink is None or self.tracker is None:
+            self.write_file(chunk.lines)
+            return
+        templates = [e.template for e in self.cfg.endpoints]
+        keys = [templates[i] for i in chunk.eps]
+        self.sink.send(chunk.lines, keys, self.tracker.of_endpoint[chunk.eps].tolist())
+        self.tally.files += 1
+
     def manifest(self) -> dict[str, Any]:
         t = self.tally
         return {
@@ -197,10 +289,23 @@ class LogGenerator:
                 "window_s": self.cfg.processing.window,
                 "watermark_s": self.cfg.processing.watermark,
                 "max_files_per_trigger": self.cfg.source.max_files_per_trigger,
+                **self._sink_settings(),
             },
         }
 
+    def _sink_settings(self) -> dict[str, Any]:
+        if self.sink is None:
+            return {"sink": "files"}
+        k = self.cfg.source.kafka
+        return {
+            "sink": "kafka",
+            "topic": k.topic,
+            "partitions": self.sink.partitions,
+            "max_offsets_per_trigger": k.max_offsets_per_trigger,
+        }
+
     def write_manifest(self) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
         tmp = self.out / f".{MANIFEST}.tmp"
         tmp.write_text(json.dumps(self.manifest(), indent=2))
         os.replace(tmp, self.out / MANIFEST)
@@ -216,10 +321,10 @@ class LogGenerator:
             remaining = self.gen.events - self.tally.total_events
             n = self._file_size(t, remaining)
             t1 = t + max(1, int(n / self.model.rate_at(t) * 1000))
-            lines = self.build_file(t, t1, n, remaining)
-            self.write_file(lines)
+            chunk = self.build_chunk(t, t1, n, remaining)
+            self.emit(chunk)
             self.write_manifest()
-            on_file(len(lines))
+            on_file(len(chunk.lines))
             t = t1
         self.write_manifest()
         return self.manifest()
@@ -233,10 +338,10 @@ class LogGenerator:
             t0 = int(next_tick * 1000)
             remaining = self.gen.events - self.tally.total_events
             n = max(1, min(remaining, int(self.rng.poisson(self.model.rate_at(t0)))))
-            lines = self.build_file(t0, t0 + 1000, n, remaining)
-            self.write_file(lines)
+            chunk = self.build_chunk(t0, t0 + 1000, n, remaining)
+            self.emit(chunk)
             self.write_manifest()
-            on_file(len(lines))
+            on_file(len(chunk.lines))
             next_tick += 1.0
             stop.wait(max(0.0, next_tick - time.time()))
         self.write_manifest()

@@ -1,12 +1,13 @@
 """The streaming job, wired in one place: the only module that starts queries.
 
-    source files --events-->     parse -> validate -> watermark -> dedup -> enrich -> lake/events
+    source       --events-->     parse -> validate -> watermark -> dedup -> enrich -> lake/events
                  --quarantine--> parse -> validate (bad rows) -------------------> lake/quarantine
     lake/events  --metrics-->    watermark -> window metrics -> SQLite (every batch)
                                                                + lake/endpoint_metrics (final)
 
 The metrics query reads the events lake through the file sink's commit log, so it sees whole
 `events` batches in order and counts exactly what the lake holds (see docs/design.md).
+The source (files or Kafka) is chosen in pipeline/sources.py.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
 from apistream import sqlite_store
@@ -40,6 +40,7 @@ from apistream.pipeline.progress import (
     ProgressRecorder,
 )
 from apistream.pipeline.schema import ACCESS_LOG_REQUIRED, EVENTS_DDL
+from apistream.pipeline.sources import read_lines
 from apistream.pipeline.validate import is_valid, quality_counters, with_quarantine_reason
 
 
@@ -64,69 +65,6 @@ class Paths:
             checkpoints=cfg.path("checkpoints"),
             sqlite=cfg.sqlite_path,
         )
-
-
-def check_source(cfg: Config) -> None:
-    """Fail fast, before Spark starts, on a missing input directory or an unreadable file."""
-    path = cfg.source.path
-    if "://" in path:
-        return
-    root = Path(path)
-    if not root.is_dir():
-        raise ApiStreamError(
-            f"input directory not found: {path}\n"
-            f"  generate data into it with `apistream generate --input {path}`, "
-            "or point --input / source.path at your log directory"
-        )
-    for file in sorted(root.glob(cfg.source.glob)):
-        try:
-            with open(file, "rb") as fh:
-                fh.read(1)
-        except OSError as exc:
-            raise ApiStreamError(f"cannot read input file {file}: {exc.strerror}") from None
-
-
-def read_source(spark: SparkSession, cfg: Config) -> DataFrame:
-    """The raw lines of the file source, with their file and the batch's ingest time."""
-    return (
-        spark.readStream.format("text")
-        .option("maxFilesPerTrigger", cfg.source.max_files_per_trigger)
-        .option("pathGlobFilter", cfg.source.glob)
-        .load(cfg.source.path)
-        .select("value", F.col("_metadata.file_path").alias("source_file"))
-        .withColumn("ingest_time", F.current_timestamp())
-    )
-
-
-def read_numbered_lines(spark: SparkSession, cfg: Config) -> DataFrame:
-    """Lines of whole files (plain or gzip) with their 0-based line number, so a record
-    without a request id still gets a stable one (file text + line)."""
-    files = (
-        spark.readStream.format("text")
-        .option("wholetext", True)
-        .option("maxFilesPerTrigger", cfg.source.max_files_per_trigger)
-        .option("pathGlobFilter", cfg.source.glob)
-        .load(cfg.source.path)
-        .select(
-            F.split("value", "\n").alias("lines"), F.col("_metadata.file_path").alias("source_file")
-        )
-    )
-    numbered = files.select(
-        "source_file", F.size("lines").alias("n"), F.posexplode("lines").alias("line_no", "value")
-    )
-    # A file ending in a newline splits into a last, empty element that is no line.
-    return (
-        numbered.filter(~((F.col("line_no") == F.col("n") - 1) & (F.col("value") == "")))
-        .select(F.regexp_replace("value", "\r$", "").alias("value"), "line_no", "source_file")
-        .withColumn("ingest_time", F.current_timestamp())
-    )
-
-
-def read_lines(spark: SparkSession, cfg: Config) -> DataFrame:
-    """The source's lines: JSON lines as they come, other formats numbered."""
-    if cfg.logs.format == "json":
-        return read_source(spark, cfg)
-    return read_numbered_lines(spark, cfg)
 
 
 def checked_records(lines: DataFrame, cfg: Config) -> DataFrame:

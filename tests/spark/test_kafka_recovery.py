@@ -1,0 +1,203 @@
+"""The Kafka source survives a broker restart mid-stream, and a pipeline restarted from its
+checkpoint mid-stream resumes exactly: nothing lost, nothing counted twice."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from test_kafka_end_to_end import kafka_config
+from test_restart import batches_done
+
+from apistream.errors import ApiStreamError
+from apistream.generator.writer import LogGenerator
+from apistream.kafka_io import KafkaChunkSink
+from apistream.lake import read_table
+from apistream.pipeline.topology import Paths, run_stream
+
+SMALL = {
+    "generator.events": 18_000,
+    "generator.events_per_file": 1_500,
+    "generator.seed": 3,
+    "source.kafka.max_offsets_per_trigger": 1_500,
+    "processing.trigger_interval": "1 second",
+}
+
+
+def wait_until(condition, timeout: float, what: str) -> None:
+    """Poll real state until `condition()` holds; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.5)
+
+
+def input_so_far(db_path: Path) -> int:
+    if not db_path.exists():
+        return 0
+    with sqlite3.connect(db_path) as db:
+        try:
+            return db.execute("SELECT COALESCE(SUM(input), 0) FROM data_quality").fetchone()[0]
+        except sqlite3.OperationalError:
+            return 0
+
+
+def assert_exact(cfg, manifest) -> None:
+    """The account, the metrics and the events lake equal the manifest."""
+    with sqlite3.connect(cfg.sqlite_path) as db:
+        total, valid, quarantined, dups, late = db.execute(
+            "SELECT input, valid, quarantined, duplicates, late FROM data_quality_totals"
+        ).fetchone()
+        by_endpoint = dict(
+            db.execute("SELECT endpoint, SUM(requests) FROM endpoint_metrics GROUP BY 1")
+        )
+    assert total == manifest["total_events"]
+    assert valid == manifest["valid_events"]
+    assert quarantined == sum(manifest["defects"].values())
+    assert dups == manifest["duplicates"]
+    assert late == manifest["late_beyond_watermark"] > 0
+    assert by_endpoint == manifest["valid_by_endpoint"]
+    ids = read_table(Paths.of(cfg).events, ["request_id"])["request_id"].to_pylist()
+    assert len(ids) == len(set(ids)) == manifest["valid_events"]
+
+
+def port_closed(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_broker_restart_mid_stream_loses_nothing(spark, kafka_broker, tmp_path):
+    cfg = kafka_config(tmp_path, kafka_broker.bootstrap, "broker-restart", **SMALL)
+    manifest = LogGenerator(cfg, cfg.source.path, sink=KafkaChunkSink(cfg.source.kafka)).backfill()
+    db = Path(cfg.sqlite_path)
+    stop, failure = threading.Event(), []
+
+    def live() -> None:
+        try:
+            run_stream(spark, cfg, until_idle=False, stop=stop)
+        except Exception as exc:  # surfaced by the assertion below
+            failure.append(exc)
+
+    runner = threading.Thread(target=live, daemon=True)
+    runner.start()
+    try:
+        wait_until(lambda: batches_done(db) >= 3 or failure, 240, "three batches")
+        assert not failure, failure
+        kafka_broker.stop()
+        assert port_closed(kafka_broker.port)
+        assert input_so_far(db) < manifest["total_events"], "the outage must be mid-stream"
+        kafka_broker.start()
+        wait_until(
+            lambda: input_so_far(db) >= manifest["total_events"] or failure,
+            300,
+            "all records after the broker restart",
+        )
+        assert not failure, failure
+    finally:
+        stop.set()
+        runner.join(timeout=120)
+    assert not runner.is_alive()
+    # Drain the metrics of the last batches and finalise every window.
+    run_stream(spark, cfg, until_idle=True, stop=threading.Event())
+    assert_exact(cfg, manifest)
+
+
+def test_sigterm_mid_stream_then_resume_from_checkpoint_is_exact(spark, kafka_broker, tmp_path):
+    cfg = kafka_config(tmp_path, kafka_broker.bootstrap, "checkpoint-restart", **SMALL)
+    manifest = LogGenerator(cfg, cfg.source.path, sink=KafkaChunkSink(cfg.source.kafka)).backfill()
+    k = cfg.source.kafka
+    env = {
+        **os.environ,
+        "APISTREAM_SOURCE__KAFKA__MAX_OFFSETS_PER_TRIGGER": str(k.max_offsets_per_trigger),
+        "APISTREAM_PROCESSING__TRIGGER_INTERVAL": "1 second",
+        "APISTREAM_SPARK__MASTER": "local[2]",
+    }
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "apistream.cli",
+            "stream",
+            "--source",
+            "kafka",
+            "--bootstrap-servers",
+            k.bootstrap_servers,
+            "--topic",
+            k.topic,
+            "--output",
+            cfg.sinks.output,
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while batches_done(Path(cfg.sqlite_path)) < 3 and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "SIGTERM: stopping" in err
+    assert 0 < input_so_far(Path(cfg.sqlite_path)) < manifest["total_events"], "mid-stream"
+
+    run_stream(spark, cfg, until_idle=True, stop=threading.Event())
+    assert_exact(cfg, manifest)
+
+
+def test_broker_gone_for_good_fails_clearly_within_the_client_timeout(
+    spark, kafka_broker, tmp_path
+):
+    """No hang: once the Kafka clients' default.api.timeout.ms (here 10 s) runs out, the
+    pipeline stops with an error naming the Kafka timeout."""
+    cfg = kafka_config(
+        tmp_path,
+        kafka_broker.bootstrap,
+        "broker-gone",
+        **{
+            **SMALL,
+            "source.kafka.options": {
+                "default.api.timeout.ms": "10000",
+                "request.timeout.ms": "5000",  # must not exceed default.api.timeout.ms
+            },
+        },
+    )
+    LogGenerator(cfg, cfg.source.path, sink=KafkaChunkSink(cfg.source.kafka)).backfill()
+    db = Path(cfg.sqlite_path)
+    stop, failure = threading.Event(), []
+
+    def live() -> None:
+        try:
+            run_stream(spark, cfg, until_idle=False, stop=stop)
+        except ApiStreamError as exc:
+            failure.append(exc)
+
+    runner = threading.Thread(target=live, daemon=True)
+    runner.start()
+    try:
+        wait_until(lambda: batches_done(db) >= 2 or failure, 240, "two batches")
+        assert not failure, failure
+        kafka_broker.stop()
+        started = time.monotonic()
+        wait_until(lambda: failure or not runner.is_alive(), 180, "the pipeline to fail")
+        elapsed = time.monotonic() - started
+    finally:
+        stop.set()
+        runner.join(timeout=120)
+        kafka_broker.start()  # for any test after this one
+    assert failure, "the pipeline should stop with an error"
+    message = str(failure[0])
+    assert "failed" in message and "Timeout" in message, message
+    assert elapsed < 150
