@@ -1,4 +1,5 @@
-"""Command line: generate, stream, demo, report, dashboard, validate-config."""
+"""Command line: generate, stream, demo, ingest, top, batch, evaluate, report, dashboard,
+validate-config."""
 
 from __future__ import annotations
 
@@ -224,7 +225,7 @@ def stream(
             _stream(cfg, until_idle, stop)
         from apistream.summary import print_run_summary
 
-        print_run_summary(console, cfg, spark=None)
+        print_run_summary(console, cfg)
     except ApiStreamError as exc:
         _fail(exc)
 
@@ -267,7 +268,7 @@ def demo(
         )
         from apistream.summary import print_run_summary
 
-        print_run_summary(console, cfg, spark=None)
+        print_run_summary(console, cfg)
     except ApiStreamError as exc:
         _fail(exc)
 

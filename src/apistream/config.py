@@ -441,10 +441,6 @@ class Config(_Model):
                 raise ValueError(f"endpoints: {ep.template} uses methods not allowed {sorted(bad)}")
         return self
 
-    @property
-    def output_dir(self) -> str:
-        return self.sinks.output
-
     def path(self, *parts: str) -> str:
         """A path under the output root."""
         return "/".join([self.sinks.output.rstrip("/"), *parts])
