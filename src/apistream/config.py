@@ -459,11 +459,19 @@ def _set_path(tree: dict[str, Any], dotted: list[str], value: Any) -> None:
     node[dotted[-1]] = value
 
 
+# Short names for the two paths everyone sets, the same as --input and --output.
+ENV_ALIASES = {"APISTREAM_INPUT": ["source", "path"], "APISTREAM_OUTPUT": ["sinks", "output"]}
+
+
 def env_overrides(environ: dict[str, str]) -> list[tuple[list[str], Any]]:
-    """APISTREAM_PROCESSING__WINDOW='5 minutes' -> (['processing', 'window'], '5 minutes')."""
+    """APISTREAM_PROCESSING__WINDOW='5 minutes' -> (['processing', 'window'], '5 minutes');
+    APISTREAM_OUTPUT and APISTREAM_INPUT are short for sinks.output and source.path."""
     out = []
     for name, raw in sorted(environ.items()):
         if not name.startswith(ENV_PREFIX) or name == "APISTREAM_CONFIG":
+            continue
+        if name in ENV_ALIASES:
+            out.append((ENV_ALIASES[name], raw))
             continue
         keys = [k.lower() for k in name[len(ENV_PREFIX) :].split("__")]
         out.append((keys, yaml.safe_load(raw) if raw != "" else None))

@@ -90,3 +90,8 @@ def test_config_is_immutable():
     cfg = load_config(environ={})
     with pytest.raises(Exception, match="frozen"):
         cfg.processing.window = 5  # type: ignore[misc]
+
+
+def test_output_and_input_aliases():
+    cfg = load_config(environ={"APISTREAM_OUTPUT": "/runs/a", "APISTREAM_INPUT": "/logs"})
+    assert (cfg.sinks.output, cfg.source.path) == ("/runs/a", "/logs")
