@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import socket
 import subprocess
@@ -19,16 +18,7 @@ from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
-CHROMIUM = os.environ.get("CHROMIUM_BIN", "/usr/bin/chromium")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+from apistream.viz.browser import launch
 
 
 def _cli(*args: str) -> list[str]:
@@ -63,13 +53,7 @@ def main() -> None:
                     sys.exit("the dashboard did not start")
                 time.sleep(0.1)
         with sync_playwright() as pw, tempfile.TemporaryDirectory() as user_dir:
-            ctx = pw.chromium.launch_persistent_context(
-                user_dir,
-                executable_path=CHROMIUM,
-                args=ARGS,
-                headless=True,
-                viewport={"width": 1400, "height": 900},
-            )
+            ctx = launch(pw, user_dir)
             page = ctx.new_page()
             page.goto(report.as_uri())
             page.wait_for_function("document.querySelectorAll('.js-plotly-plot').length >= 5")

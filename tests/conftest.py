@@ -3,16 +3,16 @@ in seconds without one (`make test-fast`)."""
 
 from __future__ import annotations
 
-import os
+import gzip
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-# The project's shared data sits beside the repository (../shared/data), as in CI.
-SHARED_DATA = Path(os.environ.get("SHARED_DATA_DIR", ROOT.parent / "shared" / "data"))
-REAL_APACHE_LOG = SHARED_DATA / "real-logs" / "apache-combined" / "apache_logs"
+# A gzipped copy of ../shared/data/real-logs/apache-combined/apache_logs (Apache-2.0, see
+# SOURCE.txt beside it), so a clone anywhere can run the tests.
+REAL_APACHE_LOG = ROOT / "tests" / "fixtures" / "logs" / "apache-combined" / "apache_logs.gz"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -23,8 +23,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def real_apache_log() -> Path:
-    """The real Apache combined log of ../shared/data (10,000 lines, line 8899 truncated)."""
+    """The real Apache combined log (10,000 lines, line 8899 truncated), gzipped."""
     return REAL_APACHE_LOG
+
+
+@pytest.fixture(scope="session")
+def real_apache_lines(real_apache_log: Path) -> list[str]:
+    """Its lines, read independently of the pipeline."""
+    return gzip.decompress(real_apache_log.read_bytes()).decode().splitlines()
 
 
 @pytest.fixture(scope="session")

@@ -19,10 +19,17 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from apistream.config import Config, spark_interval
-from apistream.pipeline.aggregate import endpoint_window_metrics
+from apistream.pipeline.aggregate import (
+    PERCENTILES,
+    endpoint_window_metrics,
+    error_rates,
+    percentile_columns,
+    request_aggregates,
+)
 from apistream.pipeline.topology import Paths
 
 ROLLUPS = {"hour": "rollup_hourly", "day": "rollup_daily"}
+ROLLUP_CLASSES = (2, 3, 4, 5)
 RECONCILED = ("requests", "status_2xx", "status_4xx", "status_5xx")
 
 
@@ -45,16 +52,8 @@ def rollup(events: DataFrame, granularity: str) -> DataFrame:
             F.date_trunc(granularity, "event_time").alias("period_start"), "endpoint", "method"
         )
         .agg(
-            F.count(F.lit(1)).alias("requests"),
-            *[
-                F.sum((F.col("status_class") == f"{k}xx").cast("long")).alias(f"status_{k}xx")
-                for k in (2, 3, 4, 5)
-            ],
-            F.min("latency_ms").alias("latency_min_ms"),
-            F.avg("latency_ms").alias("latency_avg_ms"),
-            F.max("latency_ms").alias("latency_max_ms"),
-            F.percentile("latency_ms", F.array(F.lit(0.5), F.lit(0.95), F.lit(0.99))).alias("pct"),
-            F.sum("bytes_sent").alias("bytes_sent"),
+            *request_aggregates(ROLLUP_CLASSES),
+            F.percentile("latency_ms", F.array(*[F.lit(p) for p in PERCENTILES])).alias("pct"),
         )
         .select(
             F.date_format("period_start", "yyyy-MM-dd'T'HH:mm:ss'Z'").alias("period_start"),
@@ -65,14 +64,11 @@ def rollup(events: DataFrame, granularity: str) -> DataFrame:
             "status_3xx",
             "status_4xx",
             "status_5xx",
-            (F.col("status_4xx") / F.col("requests")).alias("error_rate_4xx"),
-            (F.col("status_5xx") / F.col("requests")).alias("error_rate_5xx"),
+            *error_rates(),
             "latency_min_ms",
             "latency_avg_ms",
             "latency_max_ms",
-            F.col("pct")[0].alias("latency_p50_ms"),
-            F.col("pct")[1].alias("latency_p95_ms"),
-            F.col("pct")[2].alias("latency_p99_ms"),
+            *percentile_columns(),
             "bytes_sent",
             (F.col("requests") / seconds).alias("events_per_second"),
         )
@@ -221,11 +217,13 @@ def run_batch(
     """Rollups, SLO report and reconciliation over the lake; results to SQLite and Parquet."""
     paths = Paths.of(cfg)
     spark.conf.set("spark.sql.files.ignoreMissingFiles", "true")  # report, don't crash
-    events = read_events(spark, paths.events, start, end)
+    # Five aggregations read the same rows: scan and decode the lake once.
+    events = read_events(spark, paths.events, start, end).cache()
     rollups = {g: rollup(events, g).toPandas() for g in ROLLUPS}
     slo = slo_report(events, cfg).orderBy("endpoint").toPandas()
     outliers = latency_outliers(events, spark_interval(cfg.processing.window)).toPandas()
     mismatches, totals = reconcile(events, cfg, paths.sqlite, start, end)
+    events.unpersist()
     quality = quality_summary(paths.sqlite, start, end)
     with closing(sqlite3.connect(paths.sqlite)) as db:
         for g, table in ROLLUPS.items():

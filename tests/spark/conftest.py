@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from viz_helpers import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
+from viz_helpers import ARTIFACTS
 
 from apistream.config import Config, load_config
 from apistream.generator.writer import LogGenerator
 from apistream.pipeline.topology import run_stream
+from apistream.viz.browser import launch as launch_chromium
 
 ROOT = Path(__file__).resolve().parents[2]
 KAFKA_SH = ROOT / "scripts" / "kafka.sh"
@@ -124,14 +125,7 @@ def browser_context_factory() -> Iterator[object]:
         def launch(**kwargs: object):
             user_dir = tempfile.mkdtemp(prefix="chromium-")
             dirs.append(user_dir)
-            ctx = pw.chromium.launch_persistent_context(
-                user_dir,
-                executable_path=CHROMIUM,
-                args=CHROMIUM_ARGS,
-                headless=True,
-                viewport={"width": 1400, "height": 900},
-                **kwargs,
-            )
+            ctx = launch_chromium(pw, user_dir, **kwargs)
             contexts.append(ctx)
             return ctx
 

@@ -4,17 +4,13 @@ checkpoint mid-stream resumes exactly: nothing lost, nothing counted twice."""
 from __future__ import annotations
 
 import os
-import signal
 import socket
-import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
+from stream_helpers import assert_matches_manifest, quality_so_far, sigterm_cli_stream
 from test_kafka_end_to_end import kafka_config
-from test_restart import batches_done
 
 from apistream.errors import ApiStreamError
 from apistream.generator.writer import LogGenerator
@@ -40,30 +36,13 @@ def wait_until(condition, timeout: float, what: str) -> None:
 
 
 def input_so_far(db_path: Path) -> int:
-    if not db_path.exists():
-        return 0
-    with sqlite3.connect(db_path) as db:
-        try:
-            return db.execute("SELECT COALESCE(SUM(input), 0) FROM data_quality").fetchone()[0]
-        except sqlite3.OperationalError:
-            return 0
+    return quality_so_far(db_path)[1]
 
 
 def assert_exact(cfg, manifest) -> None:
     """The account, the metrics and the events lake equal the manifest."""
-    with sqlite3.connect(cfg.sqlite_path) as db:
-        total, valid, quarantined, dups, late = db.execute(
-            "SELECT input, valid, quarantined, duplicates, late FROM data_quality_totals"
-        ).fetchone()
-        by_endpoint = dict(
-            db.execute("SELECT endpoint, SUM(requests) FROM endpoint_metrics GROUP BY 1")
-        )
-    assert total == manifest["total_events"]
-    assert valid == manifest["valid_events"]
-    assert quarantined == sum(manifest["defects"].values())
-    assert dups == manifest["duplicates"]
-    assert late == manifest["late_beyond_watermark"] > 0
-    assert by_endpoint == manifest["valid_by_endpoint"]
+    assert_matches_manifest(cfg.sqlite_path, manifest)
+    assert manifest["late_beyond_watermark"] > 0
     ids = read_table(Paths.of(cfg).events, ["request_id"])["request_id"].to_pylist()
     assert len(ids) == len(set(ids)) == manifest["valid_events"]
 
@@ -88,7 +67,7 @@ def test_broker_restart_mid_stream_loses_nothing(spark, kafka_broker, tmp_path):
     runner = threading.Thread(target=live, daemon=True)
     runner.start()
     try:
-        wait_until(lambda: batches_done(db) >= 3 or failure, 240, "three batches")
+        wait_until(lambda: quality_so_far(db)[0] >= 3 or failure, 240, "three batches")
         assert not failure, failure
         kafka_broker.stop()
         assert port_closed(kafka_broker.port)
@@ -119,12 +98,8 @@ def test_sigterm_mid_stream_then_resume_from_checkpoint_is_exact(spark, kafka_br
         "APISTREAM_PROCESSING__TRIGGER_INTERVAL": "1 second",
         "APISTREAM_SPARK__MASTER": "local[2]",
     }
-    proc = subprocess.Popen(
+    sigterm_cli_stream(
         [
-            sys.executable,
-            "-m",
-            "apistream.cli",
-            "stream",
             "--source",
             "kafka",
             "--bootstrap-servers",
@@ -134,23 +109,9 @@ def test_sigterm_mid_stream_then_resume_from_checkpoint_is_exact(spark, kafka_br
             "--output",
             cfg.sinks.output,
         ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+        env,
+        Path(cfg.sqlite_path),
     )
-    try:
-        deadline = time.monotonic() + 240
-        while batches_done(Path(cfg.sqlite_path)) < 3 and time.monotonic() < deadline:
-            assert proc.poll() is None, proc.communicate()
-            time.sleep(0.5)
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, err
-    assert "SIGTERM: stopping" in err
     assert 0 < input_so_far(Path(cfg.sqlite_path)) < manifest["total_events"], "mid-stream"
 
     run_stream(spark, cfg, until_idle=True, stop=threading.Event())
@@ -187,7 +148,7 @@ def test_broker_gone_for_good_fails_clearly_within_the_client_timeout(
     runner = threading.Thread(target=live, daemon=True)
     runner.start()
     try:
-        wait_until(lambda: batches_done(db) >= 2 or failure, 240, "two batches")
+        wait_until(lambda: quality_so_far(db)[0] >= 2 or failure, 240, "two batches")
         assert not failure, failure
         kafka_broker.stop()
         started = time.monotonic()

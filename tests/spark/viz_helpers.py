@@ -2,20 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from pathlib import Path
 
-CHROMIUM = os.environ.get("CHROMIUM_BIN", "/usr/bin/chromium")  # Debian's, not a download
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 

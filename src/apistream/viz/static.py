@@ -4,6 +4,7 @@ images in the notebook. Figures are built with the object API (no pyplot state, 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 import pandas as pd
@@ -28,29 +29,15 @@ def latency(lat: pd.DataFrame, markers: pd.DataFrame) -> Figure:
         ax.set_yscale("log")
         ax.set_ylabel(f"{col.split('_')[1]} (ms)")
         ax.grid(True, alpha=0.3)
-    hits = markers[markers["chart"] == "latency"]
-    if not hits.empty:
-        axes[1, 0].scatter(
-            hits["window_start"],
-            hits["observed"],
-            marker="x",
-            s=80,
-            c="red",
-            label="anomaly",
-            zorder=5,
-        )
+    _mark_anomalies(axes[1, 0], markers, "latency")
     axes[0, 0].legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
     fig.suptitle("Latency per endpoint (ms, log scale)")
     return fig
 
 
-def error_rates(err: pd.DataFrame, markers: pd.DataFrame) -> Figure:
-    """4xx and 5xx rates per window."""
-    fig, axes = _new()
-    ax = axes[0, 0]
-    ax.plot(err["window_start"], err["rate_4xx"], label="4xx rate")
-    ax.plot(err["window_start"], err["rate_5xx"], label="5xx rate")
-    hits = markers[markers["chart"] == "errors"]
+def _mark_anomalies(ax: Any, markers: pd.DataFrame, chart: str) -> None:
+    """Red crosses at the anomalies of one chart."""
+    hits = markers[markers["chart"] == chart]
     if not hits.empty:
         ax.scatter(
             hits["window_start"],
@@ -61,6 +48,15 @@ def error_rates(err: pd.DataFrame, markers: pd.DataFrame) -> Figure:
             label="anomaly",
             zorder=5,
         )
+
+
+def error_rates(err: pd.DataFrame, markers: pd.DataFrame) -> Figure:
+    """4xx and 5xx rates per window."""
+    fig, axes = _new()
+    ax = axes[0, 0]
+    ax.plot(err["window_start"], err["rate_4xx"], label="4xx rate")
+    ax.plot(err["window_start"], err["rate_5xx"], label="5xx rate")
+    _mark_anomalies(ax, markers, "errors")
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     ax.grid(True, alpha=0.3)
     ax.legend()

@@ -1,0 +1,68 @@
+"""Helpers of the restart tests: a CLI stream stopped with SIGTERM mid-stream, and the
+comparison of a finished run with its manifest."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def quality_so_far(db_path: Path) -> tuple[int, int]:
+    """(events batches, input records) recorded in data_quality so far."""
+    if not db_path.exists():
+        return 0, 0
+    with sqlite3.connect(db_path) as db:
+        try:
+            return db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(input), 0) FROM data_quality"
+            ).fetchone()
+        except sqlite3.OperationalError:
+            return 0, 0
+
+
+def sigterm_cli_stream(
+    args: list[str], env: dict[str, str], db_path: Path, after_batches: int = 3
+) -> str:
+    """Run `apistream stream ARGS`, send SIGTERM once `after_batches` events batches are
+    recorded, and return its stderr; it must exit 0 saying it stops."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "apistream.cli", "stream", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while quality_so_far(db_path)[0] < after_batches and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "SIGTERM: stopping" in err
+    return err
+
+
+def assert_matches_manifest(sqlite_path: str, manifest: dict) -> None:
+    """The data-quality account and requests per endpoint equal the generator's manifest."""
+    with sqlite3.connect(sqlite_path) as db:
+        total, valid, quarantined, dups, late = db.execute(
+            "SELECT input, valid, quarantined, duplicates, late FROM data_quality_totals"
+        ).fetchone()
+        by_endpoint = dict(
+            db.execute("SELECT endpoint, SUM(requests) FROM endpoint_metrics GROUP BY 1")
+        )
+    assert total == manifest["total_events"]
+    assert valid == manifest["valid_events"]
+    assert quarantined == sum(manifest["defects"].values())
+    assert dups == manifest["duplicates"]
+    assert late == manifest["late_beyond_watermark"]
+    assert by_endpoint == manifest["valid_by_endpoint"]
