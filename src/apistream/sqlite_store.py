@@ -201,7 +201,7 @@ def apply_metrics_batch(
         new_max = max(filter(None, [prev_max, batch_max]), default=None)
         conn.execute(
             "INSERT INTO sink_commits VALUES (?, ?, ?, ?)",
-            (METRICS_QUERY, batch_id, iso(new_max, ms=True), iso(datetime.now(UTC))),
+            (METRICS_QUERY, batch_id, iso(new_max, ms=True), iso(datetime.now(UTC), ms=True)),
         )
         conn.execute("COMMIT")
         return True

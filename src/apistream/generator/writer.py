@@ -332,17 +332,21 @@ class LogGenerator:
     def live(
         self, stop: threading.Event, on_file: Callable[[int], None] = lambda n: None
     ) -> dict[str, Any]:
-        """Write one file a second at `rate` events/s of wall-clock time until done or stopped."""
+        """Write one file a second at `rate` events/s of wall-clock time until done or stopped.
+
+        A second's events are written once that second is over, as a log shipper flushing
+        every second would: no line reaches the input before its request happened.
+        """
         next_tick = time.time()
         while self.tally.total_events < self.gen.events and not stop.is_set():
             t0 = int(next_tick * 1000)
             remaining = self.gen.events - self.tally.total_events
             n = max(1, min(remaining, int(self.rng.poisson(self.model.rate_at(t0)))))
             chunk = self.build_chunk(t0, t0 + 1000, n, remaining)
+            next_tick += 1.0
+            stop.wait(max(0.0, next_tick - time.time()))  # on stop: flush this second now
             self.emit(chunk)
             self.write_manifest()
             on_file(len(chunk.lines))
-            next_tick += 1.0
-            stop.wait(max(0.0, next_tick - time.time()))
         self.write_manifest()
         return self.manifest()

@@ -1,0 +1,226 @@
+"""DuckDB reference: the same window metrics from the same input files, computed in batch by
+an independent SQL implementation, as a speed reference and a check of the pipeline's numbers.
+
+It re-implements, in SQL, the validation rules, Spark's watermark over micro-batches of
+`files_per_trigger` files (a row is late when its event time is at or below the newest event
+time up to two batches before, minus the delay: stateful operators judge lateness by the
+previous batch's watermark), deduplication on (request_id, event time), endpoint templates
+and the per window x endpoint x method aggregates with exact percentiles.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from apistream.config import Config
+from apistream.fields import REQUIRED_FIELDS
+from apistream.pipeline.aggregate import PERCENTILES
+from apistream.pipeline.enrich import template_regex
+
+# Percentile check: the pipeline's value must lie between the exact p - 1% and p + 1% values.
+RANK_TOLERANCE = 0.01
+ISO = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}"
+
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _checked_sql(cfg: Config, files_per_trigger: int) -> str:
+    v = cfg.validation
+    missing = " OR ".join(f"{f} IS NULL" for f in REQUIRED_FIELDS)
+    methods = ", ".join(_lit(m) for m in v.methods)
+    stale = (
+        f"WHEN et < now() - INTERVAL {int(v.max_age)} SECOND THEN 'stale_timestamp'"
+        if v.max_age is not None
+        else ""
+    )
+    names = ("request_id", "timestamp", "method", "path", "status", "latency_ms", "bytes_sent")
+    paths = ", ".join(f"'$.{f}'" for f in names)
+    fields = ",\n".join(
+        f"CASE WHEN trim(v[{i}]) <> '' THEN v[{i}] END AS {f}" for i, f in enumerate(names, 1)
+    )
+    return f"""
+    CREATE OR REPLACE TEMP TABLE checked AS
+    WITH lines AS (
+        SELECT file_no, unnest(string_split(rtrim(content, chr(10)), chr(10))) AS line
+        FROM (SELECT content, row_number() OVER (ORDER BY filename) - 1 AS file_no
+              FROM read_text($files))
+    ), objects AS (
+        SELECT file_no, line,
+            COALESCE(json_valid(line) AND json_type(CASE WHEN json_valid(line) THEN line END)
+                     = 'OBJECT', false) AS ok
+        FROM lines
+    ), parsed AS (
+        SELECT file_no, ok, {fields}
+        FROM (SELECT file_no, ok, CASE WHEN ok THEN json_extract_string(line, [{paths}]) END AS v
+              FROM objects)
+    ), typed AS (
+        SELECT *,
+            CASE WHEN regexp_matches(trim(timestamp), {_lit(ISO)})
+                     THEN TRY_CAST(trim(timestamp) AS TIMESTAMPTZ)
+                 WHEN regexp_matches(trim(timestamp), '^\\d+(\\.\\d+)?(E\\d+)?$')
+                      AND TRY_CAST(trim(timestamp) AS DOUBLE) >= 1e11
+                     THEN to_timestamp(TRY_CAST(trim(timestamp) AS DOUBLE) / 1000)
+                 WHEN regexp_matches(trim(timestamp), '^\\d+(\\.\\d+)?(E\\d+)?$')
+                      AND TRY_CAST(trim(timestamp) AS DOUBLE) >= 1e8
+                     THEN to_timestamp(TRY_CAST(trim(timestamp) AS DOUBLE))
+            END AS et,
+            TRY_CAST(trim(status) AS INTEGER) AS st,
+            TRY_CAST(trim(latency_ms) AS DOUBLE) AS lat,
+            TRY_CAST(trim(bytes_sent) AS BIGINT) AS nb,
+            upper(trim(method)) AS m
+        FROM parsed
+    )
+    SELECT file_no // {files_per_trigger} AS batch, request_id, epoch_ms(et) AS et_ms, m AS method,
+        path, st, lat,
+        CASE
+            WHEN NOT ok THEN 'malformed_json'
+            WHEN {missing} THEN 'missing_field'
+            WHEN (timestamp IS NOT NULL AND et IS NULL) OR (status IS NOT NULL AND st IS NULL)
+                 OR (latency_ms IS NOT NULL AND lat IS NULL)
+                 OR (bytes_sent IS NOT NULL AND nb IS NULL) THEN 'wrong_type'
+            WHEN m NOT IN ({methods}) THEN 'invalid_method'
+            WHEN st NOT BETWEEN {v.status_min} AND {v.status_max} THEN 'invalid_status'
+            WHEN lat < 0 THEN 'negative_latency'
+            WHEN lat > {v.max_latency_ms} THEN 'absurd_latency'
+            WHEN et > now() + INTERVAL {int(v.max_future)} SECOND THEN 'future_timestamp'
+            {stale}
+        END AS reason
+    FROM typed
+    """
+
+
+def _metrics_sql(cfg: Config) -> str:
+    delay_ms = int(cfg.processing.watermark * 1000)
+    window_ms = int(cfg.processing.window * 1000)
+    cases = " ".join(
+        f"WHEN regexp_matches(bare, {_lit(template_regex(e.template))}) THEN {_lit(e.template)}"
+        for e in cfg.endpoints
+    )
+    qs = ", ".join(
+        str(round(q, 4))
+        for p in PERCENTILES
+        for q in (max(p - RANK_TOLERANCE, 0), p, min(p + RANK_TOLERANCE, 1))
+    )
+    return f"""
+    CREATE OR REPLACE TEMP TABLE reference AS
+    WITH valid AS (SELECT * FROM checked WHERE reason IS NULL),
+    newest AS (
+        SELECT batch, max(max(et_ms)) OVER (ORDER BY batch) AS upto FROM valid GROUP BY batch
+    ),
+    marked AS (
+        SELECT v.*, v.et_ms <= n.upto - {delay_ms} AS late
+        FROM valid v LEFT JOIN newest n ON n.batch = v.batch - 2
+    ),
+    events AS (
+        SELECT request_id, et_ms, any_value(method) AS method, any_value(path) AS path,
+               any_value(st) AS st, any_value(lat) AS lat
+        FROM marked WHERE late IS NOT TRUE GROUP BY request_id, et_ms
+    ),
+    named AS (
+        SELECT *, CASE {cases} ELSE bare END AS endpoint
+        FROM (SELECT *, regexp_extract(path, '^([^?#]*)', 1) AS bare FROM events)
+    )
+    SELECT strftime(make_timestamp((et_ms - et_ms % {window_ms}) * 1000),
+                    '%Y-%m-%dT%H:%M:%SZ') AS window_start,
+        endpoint, method, count(*) AS requests,
+        {", ".join(f"count_if(st // 100 = {k}) AS status_{k}xx" for k in range(1, 6))},
+        min(lat) AS latency_min_ms, max(lat) AS latency_max_ms,
+        quantile_disc(lat, [{qs}]) AS q
+    FROM named GROUP BY ALL
+    """
+
+
+def reference_metrics(
+    cfg: Config, input_dir: Path, files_per_trigger: int
+) -> tuple[duckdb.DuckDBPyConnection, dict[str, Any]]:
+    """Compute the reference in DuckDB (2 threads); returns the connection and its account."""
+    files = sorted(str(p) for p in input_dir.glob(cfg.source.glob))
+    con = duckdb.connect()
+    con.execute("SET threads = 2")
+    started = time.perf_counter()
+    con.execute(_checked_sql(cfg, files_per_trigger), {"files": files})
+    con.execute(_metrics_sql(cfg))
+    seconds = time.perf_counter() - started
+    lines = con.execute("SELECT count(*) FROM checked").fetchall()[0][0]
+    reasons = dict(
+        con.execute(
+            "SELECT reason, count(*) FROM checked WHERE reason IS NOT NULL GROUP BY reason"
+        ).fetchall()
+    )
+    valid = con.execute("SELECT sum(requests) FROM reference").fetchall()[0][0]
+    account = {
+        "lines": lines,
+        "seconds": round(seconds, 2),
+        "events_per_s": round(lines / seconds),
+        "valid": int(valid),
+        "quarantined_by_reason": reasons,
+    }
+    return con, account
+
+
+def compare(con: duckdb.DuckDBPyConnection, sqlite_path: Path) -> dict[str, Any]:
+    """Window metrics in the pipeline's SQLite vs the DuckDB reference."""
+    cols = "window_start, endpoint, method, requests, " + ", ".join(
+        [f"status_{k}xx" for k in range(1, 6)]
+        + ["latency_min_ms", "latency_max_ms", "latency_p50_ms", "latency_p95_ms"]
+        + ["latency_p99_ms"]
+    )
+    with closing(sqlite3.connect(f"file:{sqlite_path}?mode=ro", uri=True)) as conn:
+        pipeline = pd.read_sql_query(f"SELECT {cols} FROM endpoint_metrics", conn)
+    con.register("pipeline", pipeline)
+    keys = con.execute(
+        "SELECT count(*) FILTER (WHERE p.window_start IS NULL), "
+        "count(*) FILTER (WHERE r.window_start IS NULL), count(*) "
+        "FROM reference r FULL JOIN pipeline p USING (window_start, endpoint, method)"
+    ).fetchall()[0]
+    counts = ["requests", *[f"status_{k}xx" for k in range(1, 6)]]
+    mismatch = " OR ".join(f"r.{c} <> p.{c}" for c in counts)
+    count_mismatches = con.execute(
+        f"SELECT count(*) FROM reference r JOIN pipeline p USING (window_start, endpoint, method) "
+        f"WHERE {mismatch} OR r.latency_min_ms <> p.latency_min_ms "
+        f"OR r.latency_max_ms <> p.latency_max_ms"
+    ).fetchall()[0][0]
+    pct: dict[str, Any] = {}
+    for i, p in enumerate(PERCENTILES):
+        name = f"latency_p{round(p * 100)}_ms"
+        lo, exact, hi = (f"r.q[{3 * i + k}]" for k in (1, 2, 3))
+        outside, rel_max, rel_median = con.execute(
+            f"SELECT count_if(p.{name} < {lo} OR p.{name} > {hi}), "
+            f"max(abs(p.{name} - {exact}) / {exact}), median(abs(p.{name} - {exact}) / {exact}) "
+            f"FROM reference r JOIN pipeline p USING (window_start, endpoint, method)"
+        ).fetchall()[0]
+        pct[name] = {
+            "outside_rank_tolerance": int(outside),
+            "relative_error_max": round(float(rel_max), 5),
+            "relative_error_median": round(float(rel_median), 6),
+        }
+    totals = con.execute(
+        "SELECT (SELECT sum(requests) FROM reference), (SELECT sum(requests) FROM pipeline)"
+    ).fetchall()[0]
+    agree = (
+        keys[0] == 0
+        and keys[1] == 0
+        and count_mismatches == 0
+        and all(v["outside_rank_tolerance"] == 0 for v in pct.values())
+    )
+    return {
+        "groups": int(keys[2]),
+        "groups_missing_in_pipeline": int(keys[0]),
+        "groups_missing_in_reference": int(keys[1]),
+        "groups_with_count_mismatch": int(count_mismatches),
+        "requests_reference": int(totals[0]),
+        "requests_pipeline": int(totals[1]),
+        "percentiles": pct,
+        "percentile_rule": f"pipeline value within exact p-{RANK_TOLERANCE:.0%}..p+"
+        f"{RANK_TOLERANCE:.0%} quantiles",
+        "agree": bool(agree),
+    }

@@ -1,0 +1,302 @@
+"""Benchmark runs: generate input, run the real pipeline (`apistream stream`) in a child
+process, watch it, and turn what it recorded in SQLite into figures.
+
+Every figure comes from the run's own records: stream_progress (one row per micro-batch),
+data_quality (the per-batch account) and sink_commits (when each metrics batch was committed
+to SQLite, with the newest event time it contained).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from contextlib import closing
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from apistream.bench.monitor import RssSampler
+from apistream.config import Config
+from apistream.errors import ApiStreamError
+from apistream.generator.writer import LogGenerator
+
+Tick = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """How to start `apistream stream`: the config file and environment overrides."""
+
+    config: Path
+    env: dict[str, str]
+
+    def command(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "apistream", *args, "--config", str(self.config)]
+
+    def environ(self, **overrides: Any) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("APISTREAM_")}
+        env.update(self.env)
+        env.update({f"APISTREAM_{k.upper()}": str(v) for k, v in overrides.items()})
+        return env
+
+
+def generate(cfg: Config, directory: Path, events: int, seed: int) -> dict[str, Any]:
+    """Backfill `events` into `directory` in this process; returns the manifest and the
+    generator's own events/s (one core, the reference every other rate is compared with)."""
+    gen_cfg = cfg.model_copy(
+        update={"generator": cfg.generator.model_copy(update={"events": events, "seed": seed})}
+    )
+    started = time.perf_counter()
+    manifest = LogGenerator(gen_cfg, directory).backfill()
+    seconds = time.perf_counter() - started
+    return {"manifest": manifest, "seconds": seconds, "events_per_s": events / seconds}
+
+
+def _epoch(text: str | None) -> float | None:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() if text else None
+
+
+def _query(db: Path, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    if not db.is_file():
+        return []
+    try:
+        with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)) as conn:
+            return conn.execute(sql, args).fetchall()
+    except sqlite3.OperationalError:  # tables not created yet
+        return []
+
+
+def caught_up(db: Path, expected_input: int) -> bool:
+    """All input lines are accounted for and the metrics query has read every valid event."""
+    totals = _query(db, "SELECT input, valid FROM data_quality_totals")
+    metrics = _query(
+        db, "SELECT COALESCE(SUM(input_rows), 0) FROM stream_progress WHERE query = 'metrics'"
+    )
+    if not totals or not metrics:
+        return False
+    seen, valid = totals[0]
+    return seen >= expected_input and valid > 0 and metrics[0][0] >= valid
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """Ask the pipeline to stop at a batch boundary (SIGINT), then insist."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _wait(
+    proc: subprocess.Popen[bytes], done: Callable[[], bool], timeout: float, what: str, log: Path
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not done():
+        if proc.poll() is not None:
+            tail = log.read_text(errors="replace")[-2000:]
+            raise ApiStreamError(f"the pipeline exited ({proc.returncode}) during {what}:\n{tail}")
+        if time.monotonic() > deadline:
+            _stop(proc)
+            raise ApiStreamError(f"{what} did not finish within {timeout:.0f} s (see {log})")
+        time.sleep(0.5)
+
+
+def _batches(db: Path, query: str) -> list[dict[str, Any]]:
+    rows = _query(
+        db,
+        "SELECT batch_id, timestamp, input_rows, batch_duration_ms, state_rows, "
+        "state_memory_bytes FROM stream_progress WHERE query = ? ORDER BY batch_id",
+        (query,),
+    )
+    return [
+        {
+            "batch_id": b,
+            "start": _epoch(ts),
+            "end": (_epoch(ts) or 0) + (ms or 0) / 1000,
+            "rows": n,
+            "duration_s": (ms or 0) / 1000,
+            "state_rows": sr or 0,
+            "state_mb": (sm or 0) / 2**20,
+        }
+        for b, ts, n, ms, sr, sm in rows
+    ]
+
+
+def _commits(db: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Commit time and newest event time (epoch s) of each metrics batch, in batch order."""
+    rows = _query(
+        db,
+        "SELECT committed_at, max_event_time FROM sink_commits WHERE query = 'metrics' "
+        "AND max_event_time IS NOT NULL ORDER BY batch_id",
+    )
+    return (
+        np.array([_epoch(c) for c, _ in rows], dtype=float),
+        np.array([_epoch(m) for _, m in rows], dtype=float),
+    )
+
+
+def backlog_run(
+    pipe: Pipeline, input_dir: Path, out_dir: Path, events: int, files_per_trigger: int
+) -> dict[str, Any]:
+    """Stream a pre-generated backlog as fast as the pipeline goes (trigger interval 0),
+    all three queries running, until every event is in SQLite's window metrics."""
+    db = out_dir / "analytics.db"
+    log = out_dir.parent / f"{out_dir.name}.log"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    env = pipe.environ(
+        source__max_files_per_trigger=files_per_trigger, processing__trigger_interval="0s"
+    )
+    started = time.time()
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(
+            pipe.command("stream", "--input", str(input_dir), "--output", str(out_dir)),
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+        )
+    sampler = RssSampler(proc.pid).start()
+    try:
+        _wait(proc, lambda: caught_up(db, events), 120 + events / 2000, "the backlog run", log)
+        done = time.time()
+    finally:
+        _stop(proc)
+        sampler.stop()
+    ingest = [b for b in _batches(db, "events") if b["rows"]]
+    commit_t, _ = _commits(db)
+    if len(ingest) < 2 or not len(commit_t):
+        raise ApiStreamError(f"too few batches to measure ({len(ingest)}); see {log}")
+    first, rest = ingest[0], ingest[1:]
+    caught = float(commit_t.max())
+    steady_rows = sum(b["rows"] for b in rest)
+    return {
+        "events": events,
+        "files_per_trigger": files_per_trigger,
+        "rows_per_batch_median": float(np.median([b["rows"] for b in rest])),
+        "batches": len(ingest),
+        "wall_s": round(done - started, 2),
+        "first_metric_s": round(float(commit_t.min()) - started, 2),
+        "first_batch_s": round(first["duration_s"], 2),
+        "ingest_batch_s_median": round(float(np.median([b["duration_s"] for b in rest])), 3),
+        # Ingest: the events query, with the quarantine and metrics queries sharing the cores.
+        "ingest_events_per_s": round(steady_rows / (rest[-1]["end"] - first["end"])),
+        # End to end: from the end of the first batch until SQLite holds every window metric.
+        "sustained_events_per_s": round(steady_rows / (caught - first["end"])),
+        "overall_events_per_s": round(events / (done - started)),
+        "dedup_state_rows_max": max(b["state_rows"] for b in ingest),
+        "memory_peak": sampler.peaks(),
+    }
+
+
+def live_run(
+    pipe: Pipeline,
+    work: Path,
+    rate: int,
+    seconds: int,
+    warmup: int,
+    tick: Tick,
+) -> dict[str, Any]:
+    """Generate at `rate` events/s in real time for `seconds` while the pipeline runs live;
+    freshness is the delay from an event's creation to its window metric in SQLite."""
+    input_dir, out_dir = work / "live-input", work / "live-output"
+    input_dir.mkdir(parents=True, exist_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    db, log = out_dir / "analytics.db", work / "live-pipeline.log"
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(
+            pipe.command("stream", "--input", str(input_dir), "--output", str(out_dir)),
+            env=pipe.environ(),
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+        )
+    sampler = RssSampler(proc.pid, interval=2.0).start()
+    gen_log = work / "live-generator.log"
+    try:
+        gen_started = time.time()
+        with open(gen_log, "wb") as fh:
+            gen = subprocess.Popen(
+                pipe.command(
+                    "generate",
+                    "--mode",
+                    "live",
+                    "--rate",
+                    str(rate),
+                    "--events",
+                    str(rate * seconds),
+                    "--input",
+                    str(input_dir),
+                ),
+                env=pipe.environ(),
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+            )
+        while gen.poll() is None:
+            if proc.poll() is not None:
+                gen.kill()
+                break
+            tick(f"live {time.time() - gen_started:.0f}/{seconds} s at {rate:,} events/s")
+            time.sleep(1)
+        gen_ended = time.time()
+        if gen.returncode:
+            raise ApiStreamError(f"the live generator failed; see {gen_log}")
+        total = json.loads((input_dir / "manifest.json").read_text())["total_events"]
+        _wait(proc, lambda: caught_up(db, total), 180, "the live run's catch-up", log)
+    finally:
+        _stop(proc)
+        sampler.stop()
+    commit_t, max_et = _commits(db)
+    created = np.arange(gen_started + warmup, gen_ended - 1.0, 0.05)
+    max_et = np.maximum.accumulate(max_et)
+    idx = np.searchsorted(max_et, created, side="left")
+    visible = idx < len(commit_t)
+    delay = commit_t[idx[visible]] - created[visible]
+    ingest = [b for b in _batches(db, "events") if b["start"] and b["start"] >= gen_started]
+    steady = [b for b in ingest if b["start"] >= gen_started + warmup]
+    mem = [s for s in sampler.samples if s.t >= warmup]
+    return {
+        "rate": rate,
+        "seconds": seconds,
+        "warmup_s": warmup,
+        "events": total,
+        "freshness_s": {
+            "p50": round(float(np.percentile(delay, 50)), 2),
+            "p95": round(float(np.percentile(delay, 95)), 2),
+            "p99": round(float(np.percentile(delay, 99)), 2),
+            "max": round(float(delay.max()), 2),
+            "samples": len(delay),
+        },
+        "staleness_series": [
+            [round(c - gen_started, 1), round(c - m, 2)]
+            for c, m in zip(commit_t, max_et, strict=True)
+            if c >= gen_started
+        ],
+        "memory_peak": sampler.peaks(),
+        "memory_series": [
+            [round(s.t, 1), round(s.python_mb, 1), round(s.jvm_mb, 1)] for s in sampler.samples
+        ],
+        "memory_slope_mb_per_min": _slope([s.t for s in mem], [s.total_mb for s in mem]),
+        "state_series": [[round(b["start"] - gen_started, 1), b["state_rows"]] for b in ingest],
+        "state_rows_slope_per_min": _slope(
+            [b["start"] for b in steady], [b["state_rows"] for b in steady]
+        ),
+        "ingest_batch_s_median": round(float(np.median([b["duration_s"] for b in steady])), 3)
+        if steady
+        else None,
+    }
+
+
+def _slope(t: list[float], y: list[float]) -> float | None:
+    """Least-squares slope per minute, or None with too few points."""
+    if len(t) < 3:
+        return None
+    return round(float(np.polyfit(np.array(t) / 60.0, np.array(y), 1)[0]), 2)
