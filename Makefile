@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup deps demo test test-fast test-spark test-kafka lint clean kafka-up kafka-down screenshots
+.PHONY: help setup deps demo test test-fast test-spark test-kafka lint clean kafka-up kafka-down screenshots bench bench-quick
 
 help:
 	@echo "make demo       generate ~1M events, stream them, print a summary"
@@ -14,6 +14,8 @@ help:
 	@echo "make kafka-up   start a local Kafka broker on 127.0.0.1:9092 (make kafka-down stops it)"
 	@echo "make lint       ruff"
 	@echo "make screenshots  README images of the report and dashboard (after make demo)"
+	@echo "make bench      throughput, freshness, memory, scaling + DuckDB cross-check (~30 min)"
+	@echo "make bench-quick  the same, smaller (~6 min)"
 	@echo "make clean      remove the virtualenv and outputs"
 
 $(STAMP): pyproject.toml
@@ -46,6 +48,15 @@ test-fast: setup
 screenshots: setup
 	@scripts/check_chromium.sh
 	$(BIN)/python scripts/screenshots.py --output output/demo --images docs/images
+
+# Results go to bench/results/<UTC timestamp>.{json,md,png}; see README "Performance".
+bench: setup
+	@scripts/check_java.sh
+	$(BIN)/apistream bench
+
+bench-quick: setup
+	@scripts/check_java.sh
+	$(BIN)/apistream bench --events 1000000 --scale 1000000 --sweep 1,4 --live-seconds 120 --warmup 30
 
 test-kafka: setup deps
 	@scripts/check_java.sh

@@ -1,5 +1,5 @@
 """Command line: generate, stream, demo, ingest, top, batch, evaluate, report, dashboard,
-validate-config."""
+bench, validate-config."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from apistream.config import Config, load_config
+from apistream.config import DEFAULT_CONFIG, Config, load_config
 from apistream.errors import ApiStreamError
 
 app = typer.Typer(
@@ -502,6 +502,88 @@ def validate_config(config: ConfigOpt = None) -> None:
         f"config OK: {len(cfg.endpoints)} endpoints, window {p.window:g}s, watermark "
         f"{p.watermark:g}s, source {source}, output {cfg.sinks.output}"
     )
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(float(x)) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise typer.BadParameter(f"expected comma-separated numbers, got {text!r}") from None
+
+
+@app.command()
+def bench(
+    config: ConfigOpt = None,
+    events: Annotated[
+        int, typer.Option(help="Events of the throughput run (and DuckDB check).")
+    ] = 5_000_000,
+    scale: Annotated[str, typer.Option(help="Run sizes for the scaling figures.")] = "1e6,5e6,10e6",
+    sweep: Annotated[str, typer.Option(help="Files per micro-batch to sweep.")] = "1,4,10",
+    sweep_events: Annotated[int, typer.Option(help="Events of each sweep run.")] = 1_000_000,
+    live_rate: Annotated[int, typer.Option(help="Events/s of the live run.")] = 20_000,
+    live_seconds: Annotated[int, typer.Option(help="Length of the live run (0 skips it).")] = 600,
+    fresh_rates: Annotated[
+        str, typer.Option(help="Further live rates, for freshness only ('' for none).")
+    ] = "5000,10000",
+    fresh_seconds: Annotated[int, typer.Option(help="Length of each of those runs.")] = 180,
+    warmup: Annotated[
+        int, typer.Option(help="Seconds of the live run left out of freshness.")
+    ] = 60,
+    results: Annotated[Path, typer.Option(help="Where the JSON, markdown and plot go.")] = Path(
+        "bench/results"
+    ),
+    work: Annotated[
+        Path | None, typer.Option(help="Scratch directory (default: a temp dir).")
+    ] = None,
+    keep: Annotated[bool, typer.Option(help="Keep inputs and outputs of every run.")] = False,
+) -> None:
+    """Benchmark throughput, freshness, memory and scaling; DuckDB cross-checks the numbers."""
+    try:
+        from apistream.bench import results as out
+        from apistream.bench.suite import BenchOptions, run_suite, stamp
+    except ImportError as exc:
+        _fail(
+            ApiStreamError(
+                f"the benchmark needs its extras ({exc.name}): pip install -e '.[bench]'"
+            )
+        )
+        return
+    try:
+        cfg = _load(config)
+        from apistream.session import require_java
+
+        require_java()
+    except ApiStreamError as exc:
+        _fail(exc)
+        return
+    opts = BenchOptions(
+        events=events,
+        scale=_sizes(scale),
+        sweep=_sizes(sweep),
+        sweep_events=sweep_events,
+        live_rate=live_rate,
+        live_seconds=live_seconds,
+        fresh_rates=_sizes(fresh_rates),
+        fresh_seconds=fresh_seconds,
+        warmup_seconds=warmup,
+        results=results,
+        work=work,
+        keep=keep,
+    )
+    started = time.perf_counter()
+
+    def say(text: str) -> None:
+        console.print(f"[dim]{time.perf_counter() - started:7.0f}s[/] {text}", highlight=False)
+
+    try:
+        r = run_suite(cfg, config or DEFAULT_CONFIG, opts, say)
+    except ApiStreamError as exc:
+        _fail(exc)
+        return
+    name = stamp()
+    paths = out.write(r, results, name)
+    console.print(out.markdown(r, name))
+    console.print(f"results: {paths['json']}, {paths['md']}, {paths['png']}")
 
 
 def main() -> None:

@@ -49,7 +49,7 @@ _UNITS = {
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]+)\s*$")
 
 
-def parse_duration(value: Any) -> float:
+def parse_duration(value: Any, allow_zero: bool = False) -> float:
     """Seconds from '90 seconds', '2 minutes', '1h', '500ms' or a plain number of seconds."""
     if isinstance(value, bool):
         raise ValueError("expected a duration such as '1 minute'")
@@ -60,12 +60,14 @@ def parse_duration(value: Any) -> float:
         if not match or match.group(2) not in _UNITS:
             raise ValueError(f"{value!r} is not a duration such as '30 seconds' or '2 minutes'")
         seconds = float(match.group(1)) * _UNITS[match.group(2)]
-    if seconds <= 0:
-        raise ValueError("a duration must be positive")
+    if seconds < 0 or (seconds == 0 and not allow_zero):
+        raise ValueError("a duration must be positive" + (" or 0" if allow_zero else ""))
     return seconds
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+# 0 allowed: a trigger interval of 0 starts each micro-batch as soon as the previous one ends.
+Interval = Annotated[float, BeforeValidator(lambda v: parse_duration(v, allow_zero=True))]
 
 
 def spark_interval(seconds: float) -> str:
@@ -268,7 +270,7 @@ class ProcessingConfig(_Model):
 
     window: Duration = 60.0
     watermark: Duration = 120.0
-    trigger_interval: Duration = 2.0
+    trigger_interval: Interval = 2.0
     percentile_accuracy: int = Field(default=10_000, ge=100)
 
     @property

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from apistream.bench.reference import compare, reference_metrics
 from apistream.config import DEFECT_KINDS, load_config
 from apistream.generator.writer import LogGenerator
 from apistream.lake import read_table
@@ -183,3 +184,36 @@ def test_rerun_on_finished_checkpoint_changes_nothing(run, spark):
     before = snapshot(cfg)
     run_stream(spark, cfg, until_idle=True, stop=threading.Event())
     assert snapshot(cfg) == before
+
+
+def test_duckdb_reference_agrees_with_the_pipeline_and_the_manifest(run):
+    """An independent SQL implementation over the same files (the benchmark's cross-check)."""
+    cfg, m, _ = run
+    con, account = reference_metrics(cfg, Path(cfg.source.path), cfg.source.max_files_per_trigger)
+    assert account["lines"] == m["total_events"]
+    assert account["valid"] == m["valid_events"]
+    assert account["quarantined_by_reason"] == {k: n for k, n in m["defects"].items() if n}
+    check = compare(con, Path(cfg.sqlite_path))
+    assert check["groups"] > 50
+    assert check["groups_missing_in_pipeline"] == check["groups_missing_in_reference"] == 0
+    assert check["groups_with_count_mismatch"] == 0
+    assert check["requests_pipeline"] == check["requests_reference"] == m["valid_events"]
+    for name, p in check["percentiles"].items():
+        assert p["outside_rank_tolerance"] == 0, name
+        assert p["relative_error_max"] < 0.01, name
+    assert check["agree"] is True
+
+
+def test_duckdb_cross_check_reports_a_single_wrong_count(run, tmp_path):
+    cfg, _, _ = run
+    copy = tmp_path / "tampered.db"
+    with sqlite3.connect(cfg.sqlite_path) as src, sqlite3.connect(copy) as dst:
+        src.backup(dst)
+        dst.execute(
+            "UPDATE endpoint_metrics SET status_5xx = status_5xx + 1 WHERE rowid = "
+            "(SELECT MIN(rowid) FROM endpoint_metrics)"
+        )
+    con, _ = reference_metrics(cfg, Path(cfg.source.path), cfg.source.max_files_per_trigger)
+    check = compare(con, copy)
+    assert check["groups_with_count_mismatch"] == 1
+    assert check["agree"] is False

@@ -30,6 +30,10 @@ from apistream.errors import ApiStreamError
 from apistream.generator.writer import LogGenerator
 
 Tick = Callable[[str], None]
+# A live run kept up when the age of the newest event in SQLite grew by at most this (s/min).
+MAX_LAG_GROWTH = 1.0
+# A fixed rate for the live run: no daily cycle, no traffic incidents.
+LIVE_TRAFFIC = {"generator__daily_amplitude": 0, "generator__incidents__random_count": 0}
 
 
 @dataclass(frozen=True)
@@ -215,7 +219,7 @@ def live_run(
     with open(log, "wb") as fh:
         proc = subprocess.Popen(
             pipe.command("stream", "--input", str(input_dir), "--output", str(out_dir)),
-            env=pipe.environ(),
+            env=pipe.environ(**LIVE_TRAFFIC),
             stdout=fh,
             stderr=subprocess.STDOUT,
         )
@@ -236,7 +240,7 @@ def live_run(
                     "--input",
                     str(input_dir),
                 ),
-                env=pipe.environ(),
+                env=pipe.environ(**LIVE_TRAFFIC),
                 stdout=fh,
                 stderr=subprocess.STDOUT,
             )
@@ -244,22 +248,28 @@ def live_run(
             if proc.poll() is not None:
                 gen.kill()
                 break
-            tick(f"live {time.time() - gen_started:.0f}/{seconds} s at {rate:,} events/s")
+            elapsed = time.time() - gen_started
+            if int(elapsed) % 60 == 0:
+                tick(f"  live: {elapsed:.0f} of {seconds} s")
             time.sleep(1)
         gen_ended = time.time()
         if gen.returncode:
             raise ApiStreamError(f"the live generator failed; see {gen_log}")
         total = json.loads((input_dir / "manifest.json").read_text())["total_events"]
-        _wait(proc, lambda: caught_up(db, total), 180, "the live run's catch-up", log)
+        _wait(proc, lambda: caught_up(db, total), 600, "the live run's catch-up", log)
+        catch_up_s = time.time() - gen_ended
     finally:
         _stop(proc)
         sampler.stop()
     commit_t, max_et = _commits(db)
-    created = np.arange(gen_started + warmup, gen_ended - 1.0, 0.05)
     max_et = np.maximum.accumulate(max_et)
-    idx = np.searchsorted(max_et, created, side="left")
-    visible = idx < len(commit_t)
-    delay = commit_t[idx[visible]] - created[visible]
+    # Events are created at a constant rate: sample creation times evenly over the run.
+    delay = freshness_delays(commit_t, max_et, np.arange(gen_started + warmup, gen_ended, 0.05))
+    late = commit_t >= gen_started + warmup
+    # Keeping up: the age of the newest event in SQLite does not grow over the run.
+    lag_slope = slope_per_minute(
+        list(commit_t[late] - gen_started), list(commit_t[late] - max_et[late])
+    )
     ingest = [b for b in _batches(db, "events") if b["start"] and b["start"] >= gen_started]
     steady = [b for b in ingest if b["start"] >= gen_started + warmup]
     mem = [s for s in sampler.samples if s.t >= warmup]
@@ -275,6 +285,9 @@ def live_run(
             "max": round(float(delay.max()), 2),
             "samples": len(delay),
         },
+        "catch_up_s": round(catch_up_s, 1),
+        "lag_slope_s_per_min": lag_slope,
+        "kept_up": lag_slope is not None and lag_slope <= MAX_LAG_GROWTH,
         "staleness_series": [
             [round(c - gen_started, 1), round(c - m, 2)]
             for c, m in zip(commit_t, max_et, strict=True)
@@ -284,9 +297,9 @@ def live_run(
         "memory_series": [
             [round(s.t, 1), round(s.python_mb, 1), round(s.jvm_mb, 1)] for s in sampler.samples
         ],
-        "memory_slope_mb_per_min": _slope([s.t for s in mem], [s.total_mb for s in mem]),
+        "memory_slope_mb_per_min": slope_per_minute([s.t for s in mem], [s.total_mb for s in mem]),
         "state_series": [[round(b["start"] - gen_started, 1), b["state_rows"]] for b in ingest],
-        "state_rows_slope_per_min": _slope(
+        "state_rows_slope_per_min": slope_per_minute(
             [b["start"] for b in steady], [b["state_rows"] for b in steady]
         ),
         "ingest_batch_s_median": round(float(np.median([b["duration_s"] for b in steady])), 3)
@@ -295,7 +308,17 @@ def live_run(
     }
 
 
-def _slope(t: list[float], y: list[float]) -> float | None:
+def freshness_delays(commit_t: np.ndarray, max_et: np.ndarray, created: np.ndarray) -> np.ndarray:
+    """Seconds from each creation time to the first metrics commit whose newest event is at
+    least that new (all earlier events are in it: files and batches are processed in order).
+    Creation times no commit has reached yet are left out."""
+    newest = np.maximum.accumulate(max_et)
+    idx = np.searchsorted(newest, created, side="left")
+    seen = idx < len(commit_t)
+    return commit_t[idx[seen]] - created[seen]
+
+
+def slope_per_minute(t: list[float], y: list[float]) -> float | None:
     """Least-squares slope per minute, or None with too few points."""
     if len(t) < 3:
         return None
