@@ -271,7 +271,7 @@ class ProcessingConfig(_Model):
     window: Duration = 60.0
     watermark: Duration = 120.0
     trigger_interval: Interval = 2.0
-    percentile_accuracy: int = Field(default=10_000, ge=100)
+    percentile_accuracy: int = Field(default=100_000, ge=100)
 
     @property
     def metrics_watermark(self) -> float:

@@ -48,7 +48,16 @@ def test_summary_checks_each_target_and_the_ratios():
         "throughput": big,
         "scaling": [small, big],
         "sweep": [small],
-        "duckdb": {"events_per_s": 250_000, "check": {"agree": True}},
+        "duckdb": {
+            "events_per_s": 250_000,
+            "check": {
+                "agree": True,
+                "percentiles": {
+                    "latency_p50_ms": {"relative_error_max": 0.001},
+                    "latency_p99_ms": {"relative_error_max": 0.004},
+                },
+            },
+        },
         "live": {
             "freshness_s": {"p95": 6.0},
             "memory_peak": {"total_mb": 3500.0},
@@ -62,12 +71,14 @@ def test_summary_checks_each_target_and_the_ratios():
         "freshness_p95_s": 6.0,
         "memory_peak_mb": 3500.0,
         "generator_events_per_s": 325_000,
+        "percentile_error_max": 0.004,
     }
     assert s["met"] == {
         "sustained_events_per_s": False,
         "freshness_p95_s": False,
         "memory_peak_mb": False,
         "generator_events_per_s": True,
+        "percentile_error_max": True,
     }
     assert s["targets"] == TARGETS
     assert s["ratios"] == {

@@ -105,8 +105,10 @@ def _metrics_sql(cfg: Config) -> str:
         f"WHEN regexp_matches(bare, {_lit(template_regex(e.template))}) THEN {_lit(e.template)}"
         for e in cfg.endpoints
     )
+    # Exact percentiles under percentile_approx's definition: the ceil(p * n)-th smallest
+    # value; with p - 1% and p + 1% for the rank tolerance.
     qs = ", ".join(
-        str(round(q, 4))
+        f"lats[greatest(ceil({round(q, 4)}::DOUBLE * requests), 1)::BIGINT]"
         for p in PERCENTILES
         for q in (max(p - RANK_TOLERANCE, 0), p, min(p + RANK_TOLERANCE, 1))
     )
@@ -128,14 +130,17 @@ def _metrics_sql(cfg: Config) -> str:
     named AS (
         SELECT *, CASE {cases} ELSE bare END AS endpoint
         FROM (SELECT *, regexp_extract(path, '^([^?#]*)', 1) AS bare FROM events)
-    )
+    ),
+    grouped AS (
     SELECT strftime(make_timestamp((et_ms - et_ms % {window_ms}) * 1000),
                     '%Y-%m-%dT%H:%M:%SZ') AS window_start,
         endpoint, method, count(*) AS requests,
         {", ".join(f"count_if(st // 100 = {k}) AS status_{k}xx" for k in range(1, 6))},
         min(lat) AS latency_min_ms, max(lat) AS latency_max_ms,
-        quantile_disc(lat, [{qs}]) AS q
+        list_sort(list(lat)) AS lats
     FROM named GROUP BY ALL
+    )
+    SELECT * EXCLUDE (lats), [{qs}] AS q FROM grouped
     """
 
 

@@ -271,8 +271,11 @@ def live_run(
         list(commit_t[late] - gen_started), list(commit_t[late] - max_et[late])
     )
     ingest = [b for b in _batches(db, "events") if b["start"] and b["start"] >= gen_started]
-    steady = [b for b in ingest if b["start"] >= gen_started + warmup]
-    mem = [s for s in sampler.samples if s.t >= warmup]
+    # Slopes over the second half: the dedup state takes about the watermark delay plus a
+    # warm-up to reach its steady size; after that memory and state should be flat.
+    half = (gen_ended - gen_started) / 2
+    mem = [s for s in sampler.samples if s.t >= half]
+    steady = [b for b in ingest if b["start"] >= gen_started + half]
     return {
         "rate": rate,
         "seconds": seconds,

@@ -23,6 +23,8 @@ TARGETS = {
     "freshness_p95_s": 5.0,
     "memory_peak_mb": 3072,
     "generator_events_per_s": 200_000,
+    # DuckDB cross-check: counts exact and each percentile within 1% of the exact value.
+    "percentile_error_max": 0.01,
 }
 
 
@@ -169,11 +171,16 @@ def summarise(r: dict[str, Any]) -> dict[str, Any]:
     sustained = tp.get("sustained_events_per_s")
     duck = r.get("duckdb", {})
     fresh = live.get("freshness_s", {}).get("p95")
+    check = duck.get("check", {})
+    pct_error = max(
+        (v["relative_error_max"] for v in check.get("percentiles", {}).values()), default=None
+    )
     figures = {
         "sustained_events_per_s": sustained,
         "freshness_p95_s": fresh,
         "memory_peak_mb": peak,
         "generator_events_per_s": round(gen_rate),
+        "percentile_error_max": pct_error,
     }
     met = {
         "sustained_events_per_s": sustained is not None
@@ -181,6 +188,9 @@ def summarise(r: dict[str, Any]) -> dict[str, Any]:
         "freshness_p95_s": fresh is not None and fresh <= TARGETS["freshness_p95_s"],
         "memory_peak_mb": peak <= TARGETS["memory_peak_mb"],
         "generator_events_per_s": gen_rate >= TARGETS["generator_events_per_s"],
+        "percentile_error_max": bool(check.get("agree"))
+        and pct_error is not None
+        and pct_error <= TARGETS["percentile_error_max"],
     }
     base = min(r["scaling"], key=lambda x: x["events"]) if r["scaling"] else None
     scaling = [
