@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from apistream import sqlite_store
 from apistream.config import Config, spark_interval
 from apistream.pipeline.aggregate import (
     PERCENTILES,
@@ -125,7 +126,7 @@ def slo_report(events: DataFrame, cfg: Config) -> DataFrame:
 def quality_summary(sqlite_path: str, start: date | None, end: date | None) -> pd.DataFrame:
     """The data-quality account of the micro-batches processed in [start, end] (by the day
     they were recorded): input, valid, quarantined by reason, duplicates, late."""
-    with closing(sqlite3.connect(f"file:{sqlite_path}?mode=ro", uri=True)) as db:
+    with sqlite_store.read_only(sqlite_path) as db:
         rows = pd.read_sql("SELECT * FROM data_quality", db)
     day = rows["recorded_at"].str[:10]
     if start is not None:
@@ -181,7 +182,7 @@ def reconcile(
         )
         .toPandas()
     )  # one row per window x endpoint x method: small
-    with closing(sqlite3.connect(f"file:{sqlite_path}?mode=ro", uri=True)) as db:
+    with sqlite_store.read_only(sqlite_path) as db:
         stream = pd.read_sql(
             f"SELECT window_start, endpoint, method, {', '.join(RECONCILED)} FROM endpoint_metrics",
             db,

@@ -383,18 +383,16 @@ def top(
     output: OutputOpt = None,
 ) -> None:
     """Top-N endpoints: slowest by p95/p99, highest 4xx/5xx rates, busiest."""
-    import sqlite3
-    from contextlib import closing
-
     from rich.table import Table
 
+    from apistream import sqlite_store
     from apistream.top import top_n
 
     try:
         cfg = _load(config, **{"sinks.output": output})
         if not Path(cfg.sqlite_path).is_file():
             raise ApiStreamError(f"no analytics database at {cfg.sqlite_path}")
-        with closing(sqlite3.connect(f"file:{cfg.sqlite_path}?mode=ro", uri=True)) as db:
+        with sqlite_store.read_only(cfg.sqlite_path) as db:
             ranked, rows = top_n(db, by, period, when, n, min_requests)
     except ApiStreamError as exc:
         _fail(exc)

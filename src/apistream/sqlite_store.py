@@ -123,6 +123,11 @@ def naive_utc(ts: datetime | None) -> datetime | None:
     return ts.astimezone(UTC).replace(tzinfo=None)
 
 
+def read_only(path: str | Path, timeout: float = 5.0) -> closing[sqlite3.Connection]:
+    """A read-only connection to an existing database, closed at the end of a `with`."""
+    return closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout))
+
+
 def connect(path: str | Path) -> sqlite3.Connection:
     """Open (creating) the database in WAL mode with the schema in place."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -352,7 +357,7 @@ def record_quality(
 
 def read_totals(path: str | Path) -> dict[str, Any]:
     """The data-quality account over all batches, with quarantined records by reason."""
-    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+    with read_only(path) as conn:
         cur = conn.execute("SELECT * FROM data_quality_totals")
         totals = dict(zip([d[0] for d in cur.description], cur.fetchone(), strict=True))
         totals["quarantined_by_reason"] = dict(

@@ -85,12 +85,11 @@ def print_run_summary(console: Console, cfg: Config, top: int = 5) -> None:
 def _print_anomalies(console: Console, sqlite_path: str, input_dir: str, top: int = 12) -> None:
     import json
     import sqlite3
-    from contextlib import closing
     from pathlib import Path
 
     from apistream.evaluation import evaluate
 
-    with closing(sqlite3.connect(f"file:{sqlite_path}?mode=ro", uri=True)) as db:
+    with sqlite_store.read_only(sqlite_path) as db:
         db.row_factory = sqlite3.Row
         alerts = [
             dict(r)

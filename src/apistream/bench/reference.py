@@ -10,15 +10,14 @@ and the per window x endpoint x method aggregates with exact percentiles.
 
 from __future__ import annotations
 
-import sqlite3
 import time
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pandas as pd
 
+from apistream import sqlite_store
 from apistream.config import Config
 from apistream.fields import REQUIRED_FIELDS
 from apistream.pipeline.aggregate import PERCENTILES
@@ -179,7 +178,7 @@ def compare(con: duckdb.DuckDBPyConnection, sqlite_path: Path) -> dict[str, Any]
         + ["latency_min_ms", "latency_max_ms", "latency_p50_ms", "latency_p95_ms"]
         + ["latency_p99_ms"]
     )
-    with closing(sqlite3.connect(f"file:{sqlite_path}?mode=ro", uri=True)) as conn:
+    with sqlite_store.read_only(sqlite_path) as conn:
         pipeline = pd.read_sql_query(f"SELECT {cols} FROM endpoint_metrics", conn)
     con.register("pipeline", pipeline)
     keys = con.execute(

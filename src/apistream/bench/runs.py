@@ -16,14 +16,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from contextlib import closing
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from apistream import sqlite_store
 from apistream.bench.monitor import RssSampler
 from apistream.config import Config
 from apistream.errors import ApiStreamError
@@ -66,14 +66,21 @@ def generate(cfg: Config, directory: Path, events: int, seed: int) -> dict[str, 
 
 
 def _epoch(text: str | None) -> float | None:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() if text else None
+    """SQLite's ISO-8601 UTC text -> epoch seconds."""
+    return sqlite_store.parse_iso(text).replace(tzinfo=UTC).timestamp() if text else None
+
+
+def _spawn(pipe: Pipeline, args: list[str], env: dict[str, str], log: Path):
+    """Start `apistream <args>` with its output in `log`."""
+    with open(log, "wb") as fh:
+        return subprocess.Popen(pipe.command(*args), env=env, stdout=fh, stderr=subprocess.STDOUT)
 
 
 def _query(db: Path, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     if not db.is_file():
         return []
     try:
-        with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)) as conn:
+        with sqlite_store.read_only(db, timeout=10) as conn:
             return conn.execute(sql, args).fetchall()
     except sqlite3.OperationalError:  # tables not created yet
         return []
@@ -162,13 +169,7 @@ def backlog_run(
         source__max_files_per_trigger=files_per_trigger, processing__trigger_interval="0s"
     )
     started = time.time()
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen(
-            pipe.command("stream", "--input", str(input_dir), "--output", str(out_dir)),
-            env=env,
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-        )
+    proc = _spawn(pipe, ["stream", "--input", str(input_dir), "--output", str(out_dir)], env, log)
     sampler = RssSampler(proc.pid).start()
     try:
         _wait(proc, lambda: caught_up(db, events), 120 + events / 2000, "the backlog run", log)
@@ -216,34 +217,15 @@ def live_run(
     input_dir.mkdir(parents=True, exist_ok=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     db, log = out_dir / "analytics.db", work / "live-pipeline.log"
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen(
-            pipe.command("stream", "--input", str(input_dir), "--output", str(out_dir)),
-            env=pipe.environ(**LIVE_TRAFFIC),
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-        )
+    stream = ["stream", "--input", str(input_dir), "--output", str(out_dir)]
+    proc = _spawn(pipe, stream, pipe.environ(**LIVE_TRAFFIC), log)
     sampler = RssSampler(proc.pid, interval=2.0).start()
     gen_log = work / "live-generator.log"
     try:
         gen_started = time.time()
-        with open(gen_log, "wb") as fh:
-            gen = subprocess.Popen(
-                pipe.command(
-                    "generate",
-                    "--mode",
-                    "live",
-                    "--rate",
-                    str(rate),
-                    "--events",
-                    str(rate * seconds),
-                    "--input",
-                    str(input_dir),
-                ),
-                env=pipe.environ(**LIVE_TRAFFIC),
-                stdout=fh,
-                stderr=subprocess.STDOUT,
-            )
+        generate = ["generate", "--mode", "live", "--rate", str(rate)]
+        generate += ["--events", str(rate * seconds), "--input", str(input_dir)]
+        gen = _spawn(pipe, generate, pipe.environ(**LIVE_TRAFFIC), gen_log)
         while gen.poll() is None:
             if proc.poll() is not None:
                 gen.kill()
