@@ -6,17 +6,16 @@ exponentially weighted mean and variance (the baseline) in SQLite, updated in th
 transaction as the window metrics, so baselines survive restarts and a replayed batch is a
 no-op. A window is flagged when |z| > k *and* the change is large enough to matter
 (AnomalyConfig); anomalous values do not update the baseline, so an incident cannot teach
-the baseline that it is normal. Runs once per window in the metrics sink, not per record.
+the baseline that it is normal. Runs once per window in the pipeline's sink, not per record;
+this module does no I/O.
 """
 
 from __future__ import annotations
 
 import math
-import sqlite3
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from apistream.config import AnomalyConfig
@@ -122,72 +121,50 @@ def check(
     return z if x >= base.mean * (1 + cfg.min_latency_increase) else None
 
 
-class AnomalyDetector:
-    """Scores finalised windows against SQLite-held baselines; call inside the sink's
-    transaction. `write(rows, tag)` persists the anomalies found (Parquet)."""
+BaselineRows = dict[tuple[str, str], tuple[int, float, float]]
 
-    def __init__(self, cfg: AnomalyConfig, write: Callable[[list[dict[str, Any]], str], None]):
-        self.cfg = cfg
-        self.write = write
 
-    def __call__(
-        self,
-        conn: sqlite3.Connection,
-        final_rows: list[dict[str, Any]],
-        tag: str,
-        complete_until: str | None = None,
-    ) -> list[dict[str, Any]]:
-        """Score windows in time order. Request counts are only judged on complete windows:
-        not the stream's first window, nor one ending after the newest event seen
-        (`complete_until`, at the end of input)."""
-        baselines: dict[tuple[str, str], Baseline] = {
-            (e, m): Baseline(n, mean, var)
-            for e, m, n, mean, var in conn.execute(
-                "SELECT endpoint, metric, windows, mean, var FROM anomaly_baselines"
-            )
-        }
-        found: list[dict[str, Any]] = []
-        now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-        observations = summarise(final_rows)
-        first = conn.execute("SELECT MIN(window_start) FROM endpoint_metrics").fetchone()[0]
-        for (ws, scope), obs in sorted(observations.items()):
-            partial = ws == first or (
-                complete_until is not None and obs["window_end"] > complete_until
-            )
-            for metric in METRICS:
-                if metric not in obs or (metric == "requests" and partial):
-                    continue
-                base = baselines.setdefault((scope, metric), Baseline())
-                z = check(metric, obs[metric], base, obs["requests"], self.cfg)
-                if z is None:
-                    base.update(obs[metric], self.cfg.baseline_windows)
-                    continue
-                found.append(
-                    {
-                        "endpoint": scope,
-                        "method": "*",
-                        "window_start": ws,
-                        "window_end": obs["window_end"],
-                        "metric": metric,
-                        "observed": float(obs[metric]),
-                        "baseline_mean": base.mean,
-                        "baseline_std": base.std(metric),
-                        "z_score": z,
-                        "severity": "critical" if abs(z) > 2 * self.cfg.k else "warning",
-                        "detected_at": now,
-                    }
-                )
-        last = max((ws for ws, _ in observations), default="")
-        conn.executemany(
-            "INSERT OR REPLACE INTO anomaly_baselines VALUES (?, ?, ?, ?, ?, ?)",
-            [(e, m, b.windows, b.mean, b.var, last) for (e, m), b in baselines.items()],
+def score_windows(
+    final_rows: list[dict[str, Any]],
+    baselines: BaselineRows,
+    cfg: AnomalyConfig,
+    detected_at: str,
+    first_window: str | None = None,
+    complete_until: str | None = None,
+) -> tuple[list[dict[str, Any]], BaselineRows]:
+    """Score finalised windows in time order against the baselines; returns the anomalies
+    found and the updated baselines (a pure function: the sink reads and writes both).
+
+    Request counts are only judged on complete windows: not the stream's first window
+    (`first_window`), nor one ending after the newest event seen (`complete_until`, at the
+    end of input)."""
+    state = {key: Baseline(n, mean, var) for key, (n, mean, var) in baselines.items()}
+    found: list[dict[str, Any]] = []
+    for (ws, scope), obs in sorted(summarise(final_rows).items()):
+        partial = ws == first_window or (
+            complete_until is not None and obs["window_end"] > complete_until
         )
-        if found:
-            self.write(found, tag)
-            cols = list(found[0])
-            conn.executemany(
-                f"INSERT OR REPLACE INTO anomalies ({', '.join(cols)}) "
-                f"VALUES ({', '.join('?' * len(cols))})",
-                [[a[c] for c in cols] for a in found],
+        for metric in METRICS:
+            if metric not in obs or (metric == "requests" and partial):
+                continue
+            base = state.setdefault((scope, metric), Baseline())
+            z = check(metric, obs[metric], base, obs["requests"], cfg)
+            if z is None:
+                base.update(obs[metric], cfg.baseline_windows)
+                continue
+            found.append(
+                {
+                    "endpoint": scope,
+                    "method": "*",
+                    "window_start": ws,
+                    "window_end": obs["window_end"],
+                    "metric": metric,
+                    "observed": float(obs[metric]),
+                    "baseline_mean": base.mean,
+                    "baseline_std": base.std(metric),
+                    "z_score": z,
+                    "severity": "critical" if abs(z) > 2 * cfg.k else "warning",
+                    "detected_at": detected_at,
+                }
             )
-        return found
+    return found, {key: (b.windows, b.mean, b.var) for key, b in state.items()}

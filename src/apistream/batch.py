@@ -19,15 +19,15 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from apistream import sqlite_store
+from apistream.catalog import Paths
 from apistream.config import Config, spark_interval
 from apistream.pipeline.aggregate import (
     PERCENTILES,
-    endpoint_window_metrics,
     error_rates,
     percentile_columns,
     request_aggregates,
+    window_counts,
 )
-from apistream.pipeline.topology import Paths
 
 ROLLUPS = {"hour": "rollup_hourly", "day": "rollup_daily"}
 ROLLUP_CLASSES = (2, 3, 4, 5)
@@ -171,15 +171,8 @@ def reconcile(
     """Recount window metrics from the events lake and compare with the stream's SQLite
     rows; every (window, endpoint, method) whose counts differ is a mismatch."""
     recount = (
-        endpoint_window_metrics(
-            events, spark_interval(cfg.processing.window), cfg.processing.percentile_accuracy
-        )
-        .select(
-            F.date_format("window_start", "yyyy-MM-dd'T'HH:mm:ss'Z'").alias("window_start"),
-            "endpoint",
-            "method",
-            *RECONCILED,
-        )
+        window_counts(events, spark_interval(cfg.processing.window))
+        .select("window_start", "endpoint", "method", *RECONCILED)
         .toPandas()
     )  # one row per window x endpoint x method: small
     with sqlite_store.read_only(sqlite_path) as db:

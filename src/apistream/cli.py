@@ -522,7 +522,7 @@ def bench(
     live_seconds: Annotated[int, typer.Option(help="Length of the live run (0 skips it).")] = 600,
     fresh_rates: Annotated[
         str, typer.Option(help="Further live rates, for freshness only ('' for none).")
-    ] = "5000,10000",
+    ] = "5000,10000,50000",
     fresh_seconds: Annotated[int, typer.Option(help="Length of each of those runs.")] = 180,
     warmup: Annotated[
         int, typer.Option(help="Seconds of the live run left out of freshness.")
@@ -534,6 +534,16 @@ def bench(
         Path | None, typer.Option(help="Scratch directory (default: a temp dir).")
     ] = None,
     keep: Annotated[bool, typer.Option(help="Keep inputs and outputs of every run.")] = False,
+    repeats: Annotated[
+        int, typer.Option(help="Backlog runs of --events; figures are medians.")
+    ] = 1,
+    kafka_rates: Annotated[
+        str | None,
+        typer.Option(help="Live rates over Kafka ('' for none; default: 20k/50k if run on files)."),
+    ] = None,
+    goaccess: Annotated[
+        bool, typer.Option(help="Time GoAccess over the same events as nginx lines.")
+    ] = True,
 ) -> None:
     """Benchmark throughput, freshness, memory and scaling; DuckDB cross-checks the numbers."""
     try:
@@ -567,6 +577,9 @@ def bench(
         results=results,
         work=work,
         keep=keep,
+        repeats=repeats,
+        kafka_rates=None if kafka_rates is None else _sizes(kafka_rates),
+        goaccess=goaccess,
     )
     started = time.perf_counter()
 

@@ -270,13 +270,7 @@ class ProcessingConfig(_Model):
 
     window: Duration = 60.0
     watermark: Duration = 120.0
-    trigger_interval: Interval = 2.0
-    percentile_accuracy: int = Field(default=100_000, ge=100)
-
-    @property
-    def metrics_watermark(self) -> float:
-        """Watermark of the metrics query, which reads the events lake; see docs/design.md."""
-        return 2 * self.watermark
+    trigger_interval: Interval = 1.0
 
 
 class ValidationConfig(_Model):

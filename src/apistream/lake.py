@@ -1,13 +1,28 @@
-"""Reading the Parquet lake without Spark (pyarrow), honouring Spark's file-sink commit log,
-so files of an uncommitted (crashed) batch are never read."""
+"""The Parquet lake without Spark (pyarrow): reading tables, and writing the small per-batch
+tables (finalised windows, anomalies) as one file per batch tag, overwritten on a replay."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+
+class RowsFile:
+    """Writes rows (finalised windows, anomalies) as one Parquet file per tag."""
+
+    def __init__(self, root: str):
+        self.root = root.rstrip("/")
+
+    def __call__(self, rows: list[dict[str, Any]], tag: str) -> None:
+        table = pa.Table.from_pylist([{**r, "finalized_in": tag} for r in rows])
+        if "://" not in self.root:
+            Path(self.root).mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, f"{self.root}/{tag}.parquet")
 
 
 def committed_files(table_dir: str | Path) -> list[str]:

@@ -1,27 +1,27 @@
-"""The SQLite analytics database: schema, idempotent per-batch upserts, window finalisation.
+"""The SQLite analytics database: schema and plain reads and writes (no Spark, no rules).
 
-Plain sqlite3, no Spark. WAL mode, so dashboards reading the file never block the writer.
-Each metrics batch is applied in one transaction together with its row in `sink_commits`;
-a replayed batch id is skipped, so a restart after a crash at any point leaves the same rows.
+WAL mode, so dashboards reading the file never block the writer. The sink of the pipeline
+applies a whole micro-batch (window metrics, finalisation, anomalies, data-quality row and
+its `sink_commits` row) inside one `transaction`; a batch id already in `sink_commits` is
+skipped, so a restart after a crash at any point leaves the same rows.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from contextlib import closing
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
 from apistream.anomalies import ANOMALY_SCHEMA
-from apistream.pipeline.aggregate import METRIC_COLUMNS
+from apistream.catalog import PIPELINE_QUERY
+from apistream.timefmt import iso, naive_utc, now_iso, parse_iso
 from apistream.top import RANKING_VIEW
+from apistream.window_metrics import METRIC_COLUMNS, STATE_COLUMNS
 
-METRICS_QUERY = "metrics"
-_METRIC_VALUES = [c for c in METRIC_COLUMNS if c != "max_event_time"]
-_KEY = ("window_start", "endpoint", "method")
+__all__ = ["iso", "naive_utc", "parse_iso"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS endpoint_metrics (
@@ -36,6 +36,10 @@ CREATE TABLE IF NOT EXISTS endpoint_metrics (
     latency_min_ms REAL, latency_avg_ms REAL, latency_max_ms REAL,
     latency_p50_ms REAL, latency_p95_ms REAL, latency_p99_ms REAL,
     bytes_sent INTEGER,
+    latency_count INTEGER,               -- requests with a latency
+    latency_sum_ms REAL,
+    latency_histogram BLOB,              -- latency_histogram.Histogram: mergeable percentiles
+    max_event_time TEXT,                 -- newest event in the window (ISO, ms)
     is_final INTEGER NOT NULL DEFAULT 0, -- 1 once the watermark has passed window_end
     updated_batch INTEGER NOT NULL,
     PRIMARY KEY (window_start, endpoint, method)
@@ -55,7 +59,7 @@ CREATE TABLE IF NOT EXISTS throughput (
     PRIMARY KEY (granularity, period_start)
 );
 CREATE TABLE IF NOT EXISTS data_quality (
-    batch_id INTEGER PRIMARY KEY,        -- micro-batch of the `events` query
+    batch_id INTEGER PRIMARY KEY,        -- micro-batch of the pipeline query
     input INTEGER NOT NULL,              -- lines read
     valid INTEGER NOT NULL,              -- written to the events lake
     quarantined INTEGER NOT NULL,
@@ -82,8 +86,9 @@ CREATE TABLE IF NOT EXISTS stream_progress (
 CREATE TABLE IF NOT EXISTS sink_commits (
     query TEXT NOT NULL,
     batch_id INTEGER NOT NULL,
-    max_event_time TEXT,                 -- newest event time seen up to this batch
-    committed_at TEXT NOT NULL,
+    max_event_time TEXT,                 -- newest valid event time up to this batch (ISO, ms)
+    committed_at TEXT NOT NULL,          -- ISO, ms
+    state_rows INTEGER,                  -- dedup keys kept for the next batch
     PRIMARY KEY (query, batch_id)
 );
 CREATE TABLE IF NOT EXISTS endpoints (
@@ -100,27 +105,6 @@ SELECT j.key AS reason, SUM(j.value) AS records
 FROM data_quality, json_each(data_quality.quarantined_by_reason) AS j
 GROUP BY j.key;
 """
-
-
-def iso(ts: datetime | None, ms: bool = False) -> str | None:
-    """A naive-UTC or aware datetime as 'YYYY-MM-DDTHH:MM:SSZ' (floored to the second), or
-    with milliseconds. Whole-second text of one width compares correctly as a string."""
-    if ts is None:
-        return None
-    if ts.tzinfo is not None:
-        ts = ts.astimezone(UTC).replace(tzinfo=None)
-    return ts.isoformat(timespec="milliseconds" if ms else "seconds") + "Z"
-
-
-def parse_iso(text: str) -> datetime:
-    """'...Z' text -> naive UTC datetime."""
-    return datetime.fromisoformat(text.rstrip("Z"))
-
-
-def naive_utc(ts: datetime | None) -> datetime | None:
-    if ts is None or ts.tzinfo is None:
-        return ts
-    return ts.astimezone(UTC).replace(tzinfo=None)
 
 
 def read_only(path: str | Path, timeout: float = 5.0) -> closing[sqlite3.Connection]:
@@ -143,141 +127,129 @@ def save_endpoints(conn: sqlite3.Connection, rows: Iterable[tuple[Any, ...]]) ->
         conn.executemany("INSERT OR REPLACE INTO endpoints VALUES (?, ?, ?, ?)", list(rows))
 
 
-def _metric_row(row: Mapping[str, Any], batch_id: int) -> tuple[Any, ...]:
-    values = [
-        iso(row[c]) if c in ("window_start", "window_end") else row[c] for c in _METRIC_VALUES
-    ]
-    return (*values, batch_id)
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One write transaction (BEGIN IMMEDIATE ... COMMIT), rolled back on any error."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
+def is_committed(conn: sqlite3.Connection, batch_id: int) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM sink_commits WHERE query = ? AND batch_id = ?", (PIPELINE_QUERY, batch_id)
+    ).fetchone()
+    return row is not None
+
+
+def last_commits(conn: sqlite3.Connection, n: int = 2) -> dict[int, str | None]:
+    """batch id -> running newest event time, of the last `n` committed batches."""
+    rows = conn.execute(
+        "SELECT batch_id, max_event_time FROM sink_commits WHERE query = ? "
+        "ORDER BY batch_id DESC LIMIT ?",
+        (PIPELINE_QUERY, n),
+    )
+    return dict(rows.fetchall())
+
+
+def record_commit(
+    conn: sqlite3.Connection, batch_id: int, max_event_time: str | None, state_rows: int
+) -> None:
+    conn.execute(
+        "INSERT INTO sink_commits VALUES (?, ?, ?, ?, ?)",
+        (PIPELINE_QUERY, batch_id, max_event_time, now_iso(ms=True), state_rows),
+    )
+
+
+_WINDOW_COLUMNS = (*METRIC_COLUMNS, *STATE_COLUMNS)
+_KEY = ("window_start", "endpoint", "method")
 _UPSERT = (
-    f"INSERT INTO endpoint_metrics ({', '.join(_METRIC_VALUES)}, updated_batch) "
-    f"VALUES ({', '.join('?' * (len(_METRIC_VALUES) + 1))}) "
+    f"INSERT INTO endpoint_metrics ({', '.join(_WINDOW_COLUMNS)}, updated_batch) "
+    f"VALUES ({', '.join('?' * (len(_WINDOW_COLUMNS) + 1))}) "
     f"ON CONFLICT ({', '.join(_KEY)}) DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in [*_METRIC_VALUES, "updated_batch"] if c not in _KEY)
+    + ", ".join(f"{c} = excluded.{c}" for c in [*_WINDOW_COLUMNS, "updated_batch"] if c not in _KEY)
 )
 
-FinalHandler = Callable[[list[dict[str, Any]], str], None]
-Detector = Callable[[sqlite3.Connection, list[dict[str, Any]], str, str | None], Any]
+
+def _dicts(cur: sqlite3.Cursor) -> list[dict[str, Any]]:
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
 
-def apply_metrics_batch(
-    conn: sqlite3.Connection,
-    batch_id: int,
-    rows: Sequence[Mapping[str, Any]],
-    watermark_delay_s: float,
-    window_s: float,
-    on_final: FinalHandler,
-    detector: Detector | None = None,
-) -> bool:
-    """Upsert one micro-batch of window metrics and finalise the windows the watermark passed.
-
-    Spark drops, from the next batch on, rows of windows ending at or before the watermark
-    derived from the newest event time up to the previous batch; those windows are final.
-    `on_final(rows, tag)` persists finalised rows (Parquet) before the transaction commits.
-    Returns False when the batch had already been applied.
-    """
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        done = conn.execute(
-            "SELECT 1 FROM sink_commits WHERE query = ? AND batch_id = ?",
-            (METRICS_QUERY, batch_id),
-        ).fetchone()
-        if done:
-            conn.execute("ROLLBACK")
-            return False
-        conn.executemany(_UPSERT, [_metric_row(r, batch_id) for r in rows])
-        prev = conn.execute(
-            "SELECT max_event_time FROM sink_commits WHERE query = ? AND batch_id < ? "
-            "ORDER BY batch_id DESC LIMIT 1",
-            (METRICS_QUERY, batch_id),
-        ).fetchone()
-        prev_max = parse_iso(prev[0]) if prev and prev[0] else None
-        batch_max = max(
-            (naive_utc(r["max_event_time"]) for r in rows if r["max_event_time"]), default=None
-        )
-        touched = {iso(r["window_start"]) for r in rows}
-        if prev_max is not None:
-            threshold = iso(prev_max - timedelta(seconds=watermark_delay_s))
-            touched |= _finalise(conn, threshold, on_final, f"batch-{batch_id:010d}", detector)
-            _refresh_throughput(conn, touched, window_s, threshold)
-        else:
-            _refresh_throughput(conn, touched, window_s, None)
-        new_max = max(filter(None, [prev_max, batch_max]), default=None)
-        conn.execute(
-            "INSERT INTO sink_commits VALUES (?, ?, ?, ?)",
-            (METRICS_QUERY, batch_id, iso(new_max, ms=True), iso(datetime.now(UTC), ms=True)),
-        )
-        conn.execute("COMMIT")
-        return True
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
+def read_windows(
+    conn: sqlite3.Connection, window_starts: Iterable[str]
+) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """Stored rows of the given windows, by (window_start, endpoint, method)."""
+    starts = sorted(set(window_starts))
+    if not starts:
+        return {}
+    cur = conn.execute(
+        f"SELECT * FROM endpoint_metrics WHERE window_start IN ({','.join('?' * len(starts))})",
+        starts,
+    )
+    return {(r["window_start"], r["endpoint"], r["method"]): r for r in _dicts(cur)}
 
 
-def finalise_all(
-    conn: sqlite3.Connection,
-    window_s: float,
-    on_final: FinalHandler,
-    detector: Detector | None = None,
-) -> int:
-    """End of input: every open window is final (like a watermark at +infinity)."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        last = conn.execute(
-            "SELECT MAX(batch_id) FROM sink_commits WHERE query = ?", (METRICS_QUERY,)
-        ).fetchone()[0]
-        newest = conn.execute(
-            "SELECT max_event_time FROM sink_commits WHERE query = ? "
-            "ORDER BY batch_id DESC LIMIT 1",
-            (METRICS_QUERY,),
-        ).fetchone()
-        touched = _finalise(
-            conn,
-            "9999-12-31T23:59:59Z",
-            on_final,
-            f"flush-{(last if last is not None else -1):010d}",
-            detector,
-            newest[0] if newest else None,
-        )
-        _refresh_throughput(conn, touched, window_s, "9999-12-31T23:59:59Z")
-        conn.execute("COMMIT")
-        return len(touched)
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
+def upsert_windows(
+    conn: sqlite3.Connection, rows: Sequence[Mapping[str, Any]], batch_id: int
+) -> None:
+    conn.executemany(_UPSERT, [[*(r[c] for c in _WINDOW_COLUMNS), batch_id] for r in rows])
 
 
-def _finalise(
-    conn: sqlite3.Connection,
-    threshold: str,
-    on_final: FinalHandler,
-    tag: str,
-    detector: Detector | None = None,
-    complete_until: str | None = None,
-) -> set[str]:
+def open_windows_until(conn: sqlite3.Connection, threshold: str) -> list[dict[str, Any]]:
+    """Windows not yet final that end at or before `threshold`, in window order."""
     cur = conn.execute(
         "SELECT * FROM endpoint_metrics WHERE is_final = 0 AND window_end <= ? "
         "ORDER BY window_start, endpoint, method",
         (threshold,),
     )
-    names = [d[0] for d in cur.description]
-    final = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
-    if not final:
-        return set()
-    for r in final:
-        r["is_final"] = 1
-    on_final(final, tag)
-    if detector is not None:
-        detector(conn, final, tag, complete_until)
+    return _dicts(cur)
+
+
+def mark_final(conn: sqlite3.Connection, threshold: str) -> None:
     conn.execute(
         "UPDATE endpoint_metrics SET is_final = 1 WHERE is_final = 0 AND window_end <= ?",
         (threshold,),
     )
-    return {r["window_start"] for r in final}
 
 
-def _refresh_throughput(
+def first_window_start(conn: sqlite3.Connection) -> str | None:
+    return conn.execute("SELECT MIN(window_start) FROM endpoint_metrics").fetchone()[0]
+
+
+def read_baselines(conn: sqlite3.Connection) -> dict[tuple[str, str], tuple[int, float, float]]:
+    """(scope, metric) -> (windows, mean, variance) of the anomaly baselines."""
+    rows = conn.execute("SELECT endpoint, metric, windows, mean, var FROM anomaly_baselines")
+    return {(e, m): (n, mean, var) for e, m, n, mean, var in rows}
+
+
+def write_baselines(
+    conn: sqlite3.Connection,
+    baselines: Mapping[tuple[str, str], tuple[int, float, float]],
+    last_window: str,
+) -> None:
+    conn.executemany(
+        "INSERT OR REPLACE INTO anomaly_baselines VALUES (?, ?, ?, ?, ?, ?)",
+        [(e, m, n, mean, var, last_window) for (e, m), (n, mean, var) in baselines.items()],
+    )
+
+
+def write_anomalies(conn: sqlite3.Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    if not rows:
+        return
+    cols = list(rows[0])
+    conn.executemany(
+        f"INSERT OR REPLACE INTO anomalies ({', '.join(cols)}) "
+        f"VALUES ({', '.join('?' * len(cols))})",
+        [[r[c] for c in cols] for r in rows],
+    )
+
+
+def refresh_throughput(
     conn: sqlite3.Connection, window_starts: set[str], window_s: float, threshold: str | None
 ) -> None:
     if not window_starts:
@@ -319,6 +291,22 @@ def _refresh_throughput(
     )
 
 
+def state_rows(conn: sqlite3.Connection, batch_id: int) -> int | None:
+    """Dedup keys kept after a committed batch."""
+    row = conn.execute(
+        "SELECT state_rows FROM sink_commits WHERE query = ? AND batch_id = ?",
+        (PIPELINE_QUERY, batch_id),
+    ).fetchone()
+    return row[0] if row else None
+
+
+def late_cutoff_of(conn: sqlite3.Connection, batch_id: int) -> str | None:
+    """The late cut-off (watermark) a committed batch was judged against."""
+    row = conn.execute("SELECT watermark FROM data_quality WHERE batch_id = ?", (batch_id,))
+    found = row.fetchone()
+    return found[0] if found else None
+
+
 def record_progress(conn: sqlite3.Connection, row: Mapping[str, Any]) -> None:
     """Upsert one stream_progress row (keyed by query and batch id)."""
     cols = list(row)
@@ -330,29 +318,28 @@ def record_progress(conn: sqlite3.Connection, row: Mapping[str, Any]) -> None:
         )
 
 
-def record_quality(
+def write_quality(
     conn: sqlite3.Connection,
     batch_id: int,
     counts: Mapping[str, int],
     reasons: Mapping[str, int],
     watermark: str | None,
 ) -> None:
-    """Upsert the data-quality account of one `events` batch."""
-    with conn:
-        conn.execute(
-            "INSERT OR REPLACE INTO data_quality VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                batch_id,
-                counts["input"],
-                counts["valid"],
-                counts["quarantined"],
-                counts["duplicates"],
-                counts["late"],
-                json.dumps(dict(reasons), sort_keys=True),
-                watermark,
-                iso(datetime.now(UTC)),
-            ),
-        )
+    """The data-quality account of one batch (call inside the batch's transaction)."""
+    conn.execute(
+        "INSERT OR REPLACE INTO data_quality VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            batch_id,
+            counts["input"],
+            counts["valid"],
+            counts["quarantined"],
+            counts["duplicates"],
+            counts["late"],
+            json.dumps({k: v for k, v in reasons.items() if v}, sort_keys=True),
+            watermark,
+            now_iso(),
+        ),
+    )
 
 
 def read_totals(path: str | Path) -> dict[str, Any]:

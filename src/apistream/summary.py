@@ -41,7 +41,7 @@ def endpoint_stats(events_dir: str, min_requests: int = 100) -> list[dict[str, A
 
 def print_run_summary(console: Console, cfg: Config, top: int = 5) -> None:
     """Print top endpoints by p95 and by 5xx rate, the data-quality account, and the outputs."""
-    from apistream.pipeline.topology import Paths
+    from apistream.catalog import Paths
 
     paths = Paths.of(cfg)
     stats = endpoint_stats(paths.events)

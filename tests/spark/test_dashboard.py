@@ -19,7 +19,8 @@ import pytest
 from viz_helpers import ARTIFACTS, copy_db
 
 from apistream import sqlite_store
-from apistream.pipeline.aggregate import METRIC_COLUMNS
+from apistream.timefmt import iso
+from apistream.window_metrics import METRIC_COLUMNS, STATE_COLUMNS
 
 
 def free_port() -> int:
@@ -136,21 +137,24 @@ def new_batch(db_path: str) -> tuple[str, int]:
     dq_batch = conn.execute("SELECT MAX(batch_id) FROM data_quality").fetchone()[0]
     start = sqlite_store.parse_iso(last_end)
     values = {
-        "window_start": start, "window_end": start + timedelta(minutes=1),
+        "window_start": iso(start), "window_end": iso(start + timedelta(minutes=1)),
         "endpoint": "/api/v1/search", "method": "GET", "requests": 5000,
         "status_1xx": 0, "status_2xx": 3000, "status_3xx": 0, "status_4xx": 500,
         "status_5xx": 1500, "error_rate_4xx": 0.1, "error_rate_5xx": 0.3,
         "latency_min_ms": 5.0, "latency_avg_ms": 900.0, "latency_max_ms": 9000.0,
         "latency_p50_ms": 800.0, "latency_p95_ms": 4000.0, "latency_p99_ms": 8000.0,
-        "bytes_sent": 1_000_000, "max_event_time": start + timedelta(seconds=59),
+        "bytes_sent": 1_000_000, "max_event_time": iso(start + timedelta(seconds=59), ms=True),
+        "latency_count": 5000, "latency_sum_ms": 4_500_000.0, "latency_histogram": None,
     }  # fmt: skip
-    assert set(values) == set(METRIC_COLUMNS)
-    sqlite_store.apply_metrics_batch(conn, batch + 1, [values], 240, 60, lambda rows, tag: None)
-    sqlite_store.record_quality(
-        conn, dq_batch + 1,
-        {"input": 5010, "valid": 5000, "quarantined": 10, "duplicates": 0, "late": 0},
-        {"wrong_type": 10}, None,
-    )  # fmt: skip
+    assert set(values) == {*METRIC_COLUMNS, *STATE_COLUMNS}
+    with sqlite_store.transaction(conn):
+        sqlite_store.upsert_windows(conn, [values], batch + 1)
+        sqlite_store.write_quality(
+            conn, dq_batch + 1,
+            {"input": 5010, "valid": 5000, "quarantined": 10, "duplicates": 0, "late": 0},
+            {"wrong_type": 10}, None,
+        )  # fmt: skip
+        sqlite_store.record_commit(conn, batch + 1, values["max_event_time"], 0)
     with conn:
         conn.execute(
             "INSERT INTO anomalies VALUES ('/api/v1/search', 'GET', ?, ?, 'error_rate_5xx', 0.3,"

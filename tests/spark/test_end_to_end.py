@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from apistream.bench.reference import compare, reference_metrics
+from apistream.catalog import PIPELINE_QUERY
 from apistream.config import DEFECT_KINDS, load_config
 from apistream.generator.writer import LogGenerator
 from apistream.lake import read_table
@@ -150,17 +151,13 @@ def test_throughput_adds_up(run):
     assert rate[1] == pytest.approx(rate[0] / 60)
 
 
-def test_progress_recorded_for_every_query(run):
+def test_one_query_reads_every_line_once_and_commits_each_batch(run):
     _, _, db = run
     queries = dict(db.execute("SELECT query, SUM(input_rows) FROM stream_progress GROUP BY 1"))
-    assert queries["events"] == 60_000
-    assert queries["quarantine"] == 60_000
-    assert (
-        scalar(
-            db, "SELECT SUM(rows_dropped_by_watermark) FROM stream_progress WHERE query = 'metrics'"
-        )
-        == 0
-    )
+    assert queries == {PIPELINE_QUERY: 60_000}
+    batches = scalar(db, "SELECT COUNT(*) FROM stream_progress")
+    assert scalar(db, "SELECT COUNT(*) FROM data_quality") == batches
+    assert scalar(db, "SELECT COUNT(*) FROM sink_commits") == batches
 
 
 def snapshot(cfg) -> dict[str, object]:
@@ -199,8 +196,8 @@ def test_duckdb_reference_agrees_with_the_pipeline_and_the_manifest(run):
     assert check["groups_with_count_mismatch"] == 0
     assert check["requests_pipeline"] == check["requests_reference"] == m["valid_events"]
     for name, p in check["percentiles"].items():
-        assert p["outside_rank_tolerance"] == 0, name
-        assert p["relative_error_max"] < 0.01, name
+        assert p["outside_tolerance"] == 0, name
+        assert p["relative_error_max"] <= 0.01, name
     assert check["agree"] is True
 
 

@@ -17,7 +17,8 @@ from pyspark.sql import functions as F
 from apistream.config import load_config
 from apistream.ingest.plan import ingest_config
 from apistream.lake import read_table
-from apistream.pipeline.topology import Paths, checked_records, run_stream
+from apistream.pipeline.records import checked_records
+from apistream.pipeline.topology import Paths, run_stream
 
 LOGS = Path(__file__).parents[1] / "fixtures" / "logs"
 NGINX_CUSTOM = (

@@ -6,13 +6,14 @@ from datetime import datetime
 
 import pytest
 from pyspark.sql import functions as F
-from pyspark.testing import assertDataFrameEqual
 
 from apistream.config import TemplatePattern, load_config
-from apistream.pipeline.aggregate import endpoint_window_metrics
+from apistream.latency_histogram import RELATIVE_ERROR
+from apistream.pipeline.aggregate import window_partials
 from apistream.pipeline.enrich import endpoint_dimension, endpoint_template, status_class, to_events
 from apistream.pipeline.parse import parse_json_lines
 from apistream.pipeline.validate import with_quarantine_reason
+from apistream.window_metrics import merge_windows
 
 CFG = load_config(environ={})
 NOW = "2026-11-27 12:00:00"
@@ -133,52 +134,45 @@ def test_window_metrics(spark):
         "status_class string, latency_ms double, bytes_sent long",
     )
     df = df.withColumn("event_time", F.col("t").cast("timestamp"))
-    out = endpoint_window_metrics(df, "1 minute", 10000).drop("max_event_time")
-    expected = spark.createDataFrame(
-        [
-            (
-                datetime(2026, 11, 27, 10, 0),
-                datetime(2026, 11, 27, 10, 1),
-                "/a",
-                "GET",
-                101,
-                0,
-                100,
-                0,
-                0,
-                1,
-                0.0,
-                1 / 101,
-                1.0,
-                6050 / 101,
-                1000.0,
-                51.0,
-                96.0,
-                100.0,
-                1000,
-            ),
-            (
-                datetime(2026, 11, 27, 10, 1),
-                datetime(2026, 11, 27, 10, 2),
-                "/a",
-                "GET",
-                1,
-                0,
-                0,
-                0,
-                1,
-                0,
-                1.0,
-                0.0,
-                5.0,
-                5.0,
-                5.0,
-                5.0,
-                5.0,
-                5.0,
-                1,
-            ),
-        ],
-        out.schema,
+    partials = window_partials(df, "1 minute").toArrow().to_pylist()
+    # one partial per latency bucket: 100 distinct values in the first window
+    assert sum(p["requests"] for p in partials) == 102
+    first, second = merge_windows({}, partials)
+    assert first["window_start"] == "2026-11-27T10:00:00Z"
+    assert first["window_end"] == "2026-11-27T10:01:00Z"
+    assert (first["requests"], first["status_2xx"], first["status_5xx"]) == (101, 100, 1)
+    assert (first["latency_min_ms"], first["latency_max_ms"]) == (1.0, 1000.0)
+    assert first["latency_avg_ms"] == pytest.approx(6050 / 101)
+    assert first["error_rate_5xx"] == pytest.approx(1 / 101)
+    assert first["bytes_sent"] == 1000
+    assert first["max_event_time"] == "2026-11-27T10:00:30.000Z"
+    # the ceil(p*n)-th smallest value of 1..100 and 1000, within the histogram's 0.5%
+    for name, exact in (
+        ("latency_p50_ms", 51.0),
+        ("latency_p95_ms", 96.0),
+        ("latency_p99_ms", 100.0),
+    ):
+        assert first[name] == pytest.approx(exact, rel=RELATIVE_ERROR), name
+    assert second["window_start"] == "2026-11-27T10:01:00Z"
+    assert (second["requests"], second["status_4xx"], second["error_rate_4xx"]) == (1, 1, 1.0)
+    assert second["latency_p50_ms"] == second["latency_p99_ms"] == 5.0  # clamped to min/max
+
+
+def test_window_partials_merge_across_batches_like_one_batch(spark):
+    """Splitting a window's events over two batches gives the same row as one batch."""
+    rows = [(f"2026-11-27 10:00:{i % 60:02d}", float(1 + i * 7 % 500), i % 3) for i in range(900)]
+    df = spark.createDataFrame(rows, "t string, latency_ms double, bytes_sent long").select(
+        F.col("t").cast("timestamp").alias("event_time"),
+        F.lit("/a").alias("endpoint"),
+        F.lit("GET").alias("method"),
+        F.lit("2xx").alias("status_class"),
+        "latency_ms",
+        "bytes_sent",
     )
-    assertDataFrameEqual(out, expected)
+    whole = merge_windows({}, window_partials(df, "1 minute").toArrow().to_pylist())
+    early = df.filter(F.second("event_time") < 30)
+    late = df.filter(F.second("event_time") >= 30)
+    first = merge_windows({}, window_partials(early, "1 minute").toArrow().to_pylist())
+    stored = {(r["window_start"], r["endpoint"], r["method"]): r for r in first}
+    split = merge_windows(stored, window_partials(late, "1 minute").toArrow().to_pylist())
+    assert split == whole

@@ -9,6 +9,7 @@ import pytest
 
 from apistream import sqlite_store
 from apistream.dashboard.state import dashboard_state
+from apistream.timefmt import iso
 
 
 def test_missing_database_names_the_path(tmp_path):
@@ -27,15 +28,16 @@ def test_empty_database_is_waiting_for_data(tmp_path):
 
 def row(minute: int, endpoint: str, requests: int, s4: int, s5: int, p95: float) -> dict:
     return {
-        "window_start": datetime(2026, 1, 1, 0, minute),
-        "window_end": datetime(2026, 1, 1, 0, minute + 1),
+        "window_start": iso(datetime(2026, 1, 1, 0, minute)),
+        "window_end": iso(datetime(2026, 1, 1, 0, minute + 1)),
         "endpoint": endpoint, "method": "GET", "requests": requests,
         "status_1xx": 0, "status_2xx": requests - s4 - s5, "status_3xx": 0,
         "status_4xx": s4, "status_5xx": s5,
         "error_rate_4xx": s4 / requests, "error_rate_5xx": s5 / requests,
         "latency_min_ms": 1.0, "latency_avg_ms": p95 / 2, "latency_max_ms": p95 * 2,
         "latency_p50_ms": p95 / 2, "latency_p95_ms": p95, "latency_p99_ms": p95 * 1.5,
-        "bytes_sent": 100, "max_event_time": datetime(2026, 1, 1, 0, minute, 59),
+        "bytes_sent": 100, "max_event_time": iso(datetime(2026, 1, 1, 0, minute, 59), ms=True),
+        "latency_count": requests, "latency_sum_ms": requests * p95 / 2, "latency_histogram": None,
     }  # fmt: skip
 
 
@@ -46,11 +48,13 @@ def test_headline_table_and_series(tmp_path):
         row(9, "/a", 120, 0, 12, 20.0),
         row(9, "/b", 60, 0, 0, 50.0),
     ]
-    sqlite_store.apply_metrics_batch(conn, 0, rows, 240, 60, lambda rows, tag: None)
-    sqlite_store.record_quality(
-        conn, 0, {"input": 250, "valid": 240, "quarantined": 5, "duplicates": 3, "late": 2},
-        {"wrong_type": 5}, None,
-    )  # fmt: skip
+    with sqlite_store.transaction(conn):
+        sqlite_store.upsert_windows(conn, rows, 0)
+        sqlite_store.write_quality(
+            conn, 0, {"input": 250, "valid": 240, "quarantined": 5, "duplicates": 3, "late": 2},
+            {"wrong_type": 5}, None,
+        )  # fmt: skip
+        sqlite_store.record_commit(conn, 0, max(r["max_event_time"] for r in rows), 0)
     conn.close()
     state = dashboard_state(tmp_path / "analytics.db", 300, 60)
     assert state["status"] == "ok"

@@ -1,5 +1,6 @@
 """Format specs compile into the expected regex and roles (plain Python `re` on fixtures)."""
 
+import random
 import re
 from pathlib import Path
 
@@ -111,3 +112,128 @@ def test_incomplete_formats_are_config_errors(spec, message):
     compile_ = fm.compile_nginx if spec.startswith("$") else fm.compile_apache
     with pytest.raises(ConfigError, match=message):
         compile_(spec)
+
+
+# --- Quoted fields of any length (java.util.regex recursed once per character) -------------
+
+OLD_QUOTED = r'((?:[^"\\]|\\.)*)'  # the pattern that overflowed Java's stack at ~1,500 chars
+ALL_FORMATS = {
+    "nginx combined": fm.compile_format("nginx", "combined"),
+    "nginx combined_rt": fm.compile_format("nginx", "combined_rt"),
+    "nginx custom": fm.compile_nginx(NGINX_CUSTOM),
+    "apache common": fm.compile_format("apache", "common"),
+    "apache combined": fm.compile_format("apache", "combined"),
+    "apache timed": fm.compile_apache(APACHE_TIMED),
+    "alb": fm.compile_format("alb", None),
+    "haproxy": fm.compile_format("haproxy", None),
+}
+REPRO = (
+    '10.0.0.1 - - [29/Nov/2026:02:20:00 +0000] "GET /api/v1/users/1 HTTP/1.1" 200 512 "-" "'
+    + "M" * 1600
+    + '"'
+)
+
+
+def recursive_repeats(regex: str) -> list[str]:
+    """The repeats java.util.regex would run by recursion: a greedy or lazy `*`, `+` or `{n,m}`
+    (m > 1) over anything but one character or class. Possessive repeats and single-character
+    repeats are loops in Java."""
+    from re import _constants as c
+    from re import _parser
+
+    single = {c.LITERAL, c.NOT_LITERAL, c.IN, c.ANY, c.CATEGORY}
+    found: list[str] = []
+
+    def walk(pattern) -> None:
+        for op, av in pattern:
+            if op in (c.MAX_REPEAT, c.MIN_REPEAT):
+                _, hi, body = av
+                if hi > 1 and not (len(body) == 1 and body[0][0] in single):
+                    found.append(f"{op} {body}")
+                walk(body)
+            elif op is c.POSSESSIVE_REPEAT:
+                walk(av[2])
+            elif op is c.SUBPATTERN:
+                walk(av[3])
+            elif op is c.BRANCH:
+                for alternative in av[1]:
+                    walk(alternative)
+            elif op is c.ATOMIC_GROUP:
+                walk(av)
+            elif op in (c.ASSERT, c.ASSERT_NOT):
+                walk(av[1])
+
+    walk(_parser.parse(regex))
+    return found
+
+
+def test_recursive_repeat_check_catches_the_old_quoted_pattern():
+    assert recursive_repeats(f'^"{OLD_QUOTED}"$')
+    assert recursive_repeats(r"^(?:\d+,)*$")
+    assert not recursive_repeats(rf'^"{fm.QUOTED}" \[{fm.BRACKETED}\] {fm.TOKEN} (?: .*)?$')
+
+
+@pytest.mark.parametrize("name", ALL_FORMATS)
+def test_no_format_regex_repeats_a_group_by_recursion(name):
+    assert recursive_repeats(ALL_FORMATS[name].regex) == []
+
+
+def sample_line(name: str) -> str:
+    """A line of each format in ALL_FORMATS."""
+    nginx = lines("nginx_combined_rt.log")[1]
+    apache = '203.0.113.5 - - [27/Nov/2026:08:00:00 -0500] "GET /files/1 HTTP/1.1" 200 -'
+    return {
+        "nginx combined": nginx.rsplit(" ", 1)[0],
+        "nginx combined_rt": nginx,
+        "nginx custom": lines("nginx_custom.log")[0],
+        "apache common": apache,
+        "apache combined": apache + ' "-" "Wget/1.21"',
+        "apache timed": lines("apache_timed.log")[0],
+        "alb": lines("alb.log")[0],
+        "haproxy": lines("haproxy.log")[0],
+    }[name]
+
+
+@pytest.mark.parametrize("name", ALL_FORMATS)
+def test_quoted_field_matches_exactly_what_the_old_pattern_matched(name):
+    """Possessive and unrolled, QUOTED accepts and captures what the old pattern did: each
+    quoted field of a line replaced by random runs of quotes, backslashes and escapes."""
+    fmt = ALL_FORMATS[name]
+    old = re.compile(fmt.regex.replace(fm.QUOTED, OLD_QUOTED))
+    new = re.compile(fmt.regex)
+    assert old.pattern != new.pattern
+    line = sample_line(name)
+    m = new.match(line)
+    assert m and old.match(line).groups() == m.groups()
+    quoted = [m.span(i) for i in range(1, len(m.groups()) + 1) if line[m.start(i) - 1] == '"']
+    assert quoted
+    rng = random.Random(7)
+    pieces = ["a", " ", "-", '"', "\\", '\\"', "\\\\", "\\x22", "]", "[", "\t", '" "']
+    outcomes = set()
+    for _ in range(2000):
+        start, end = rng.choice(quoted)
+        junk = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 12)))
+        text = line[:start] + junk + line[end:]
+        m_old, m_new = old.match(text), new.match(text)
+        assert (m_old and m_old.groups()) == (m_new and m_new.groups()), text
+        outcomes.add(m_new is None)
+    assert outcomes == {True, False}  # both lines that match and lines that do not
+
+
+def test_minimal_reproduction_parses_in_python_re():
+    assert groups(fm.compile_format("nginx", "combined"), REPRO) == {
+        fm.CLIENT_IP: "10.0.0.1",
+        fm.TIME_CLF: "29/Nov/2026:02:20:00 +0000",
+        fm.REQUEST_LINE: "GET /api/v1/users/1 HTTP/1.1",
+        fm.STATUS: "200",
+        fm.BYTES: "512",
+        fm.USER_AGENT: "M" * 1600,
+    }
+
+
+def test_megabyte_quoted_field_with_escapes_in_python_re():
+    ua = '\\"' + "Mozilla/5.0 (X11) " * 58_254 + '\\"\\\\'
+    assert len(ua) > 1_000_000
+    line = REPRO.replace("M" * 1600, ua) + " 0.250"
+    g = groups(fm.compile_format("nginx", "combined_rt"), line)
+    assert (g[fm.USER_AGENT], g[fm.LATENCY_S], g[fm.STATUS]) == (ua, "0.250", "200")

@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from apistream.sqlite_store import parse_iso
+from apistream.catalog import PIPELINE_QUERY
+from apistream.timefmt import parse_iso
 from apistream.viz.load import ANOMALIES, ResultsNotFound, has_table, read_only
 
 HEADLINE_SQL = """
@@ -65,8 +66,8 @@ def _headline(conn: sqlite3.Connection, recent_s: float) -> dict[str, Any]:
     ).fetchone()
     # The newest window is usually still filling: the rate runs up to the newest event seen.
     newest = conn.execute(
-        "SELECT max_event_time FROM sink_commits WHERE query = 'metrics' "
-        "ORDER BY batch_id DESC LIMIT 1"
+        "SELECT max_event_time FROM sink_commits WHERE query = ? ORDER BY batch_id DESC LIMIT 1",
+        (PIPELINE_QUERY,),
     ).fetchone()
     if newest and newest[0] and start < newest[0] < end:
         end = newest[0]

@@ -80,9 +80,16 @@ APACHE_ROLES = {
     "{x-api-key}i": API_KEY,
 }
 
-QUOTED = r'((?:[^"\\]|\\.)*)'
-BRACKETED = r"([^\]]*)"
-TOKEN = r"(\S+)"
+# Field patterns. java.util.regex (Spark's regexp_extract and rlike) runs a greedy or lazy
+# `*`/`+` over a group of varying length, like `(?:[^"\\]|\\.)*`, by recursing once per
+# iteration: a quoted field of ~1,500 characters overflowed the task's stack and killed the JVM.
+# So every repeat here is either of one character class (a loop in Java) or possessive (`*+`,
+# also a loop). QUOTED is the unrolled form, one group iteration per escape, not per character;
+# possessive does not change what it matches, as a quoted field can only end at its first
+# unescaped quote. Python's `re` takes the same syntax (3.11+).
+QUOTED = r'([^"\\]*+(?:\\.[^"\\]*+)*+)'
+BRACKETED = r"([^\]]*+)"
+TOKEN = r"(\S+)"  # not possessive: `$a:$b` needs the first token to give back ':'
 
 
 @dataclass(frozen=True)
@@ -117,7 +124,7 @@ def _compile(
             continue
         after = parts[i + 1][0] if i + 1 < len(parts) else ""
         group += 1
-        pattern = r"\[([^\]]*)\]" if var == "t" and role_of is APACHE_ROLES else None
+        pattern = rf"\[{BRACKETED}\]" if var == "t" and role_of is APACHE_ROLES else None
         regex += pattern or _group_pattern(literal, after)
         role = role_of.get(var) or role_of.get(var.lower())
         if role and role not in roles:
@@ -175,7 +182,7 @@ ALB = CompiledFormat(
     name="alb",
     regex=(
         r"^(\S+) (\S+) (\S+) (\S+) (\S+) (\S+) (\S+) (\S+) (\S+) (\S+) (\S+) (\S+) "
-        r'"((?:[^"\\]|\\.)*)" "((?:[^"\\]|\\.)*)" (\S+) (\S+) (\S+) "([^"]*)"(?: .*)?$'
+        rf'"{QUOTED}" "{QUOTED}" (\S+) (\S+) (\S+) "([^"]*+)"(?: .*)?$'
     ),
     roles={
         TIME_ISO: 2,
@@ -197,7 +204,7 @@ HAPROXY = CompiledFormat(
     regex=(
         r"^(?:.*?haproxy\[\d+\]: )?(\S+):\d+ \[([^\]]+)\] \S+ \S+ "
         r"(-?\d+)/(-?\d+)/(-?\d+)/(-?\d+)/\+?(-?\d+) (\d{3}) \+?(\d+) .*?"
-        r'"((?:[^"\\]|\\.)*)"\s*$'
+        rf'"{QUOTED}"\s*$'
     ),
     roles={
         CLIENT_IP: 1,

@@ -1,28 +1,23 @@
-"""Events -> per window x endpoint x method metrics. Built-in functions only; batch or stream."""
+"""Events -> per window x endpoint x method aggregates. Built-in functions only; batch or
+stream."""
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-STATUS_CLASSES = (1, 2, 3, 4, 5)
-PERCENTILES = (0.5, 0.95, 0.99)
-METRIC_COLUMNS = (
-    "window_start",
-    "window_end",
-    "endpoint",
-    "method",
-    "requests",
-    *[f"status_{k}xx" for k in STATUS_CLASSES],
-    "error_rate_4xx",
-    "error_rate_5xx",
-    "latency_min_ms",
-    "latency_avg_ms",
-    "latency_max_ms",
-    "latency_p50_ms",
-    "latency_p95_ms",
-    "latency_p99_ms",
-    "bytes_sent",
-    "max_event_time",
-)
+from apistream.latency_histogram import LOG_GAMMA, MIN_LATENCY_MS, ZERO_BUCKET
+from apistream.window_metrics import PERCENTILES, STATUS_CLASSES
+
+__all__ = ["PERCENTILES", "STATUS_CLASSES"]
+
+ISO_S = "yyyy-MM-dd'T'HH:mm:ss'Z'"
+ISO_MS = "yyyy-MM-dd'T'HH:mm:ss.SSS'Z'"
+
+
+def status_counts(classes: tuple[int, ...] = STATUS_CLASSES) -> list[Column]:
+    return [
+        F.sum((F.col("status_class") == f"{k}xx").cast("long")).alias(f"status_{k}xx")
+        for k in classes
+    ]
 
 
 def request_aggregates(classes: tuple[int, ...] = STATUS_CLASSES) -> list[Column]:
@@ -30,10 +25,7 @@ def request_aggregates(classes: tuple[int, ...] = STATUS_CLASSES) -> list[Column
     and bytes sent."""
     return [
         F.count(F.lit(1)).alias("requests"),
-        *[
-            F.sum((F.col("status_class") == f"{k}xx").cast("long")).alias(f"status_{k}xx")
-            for k in classes
-        ],
+        *status_counts(classes),
         F.min("latency_ms").alias("latency_min_ms"),
         F.avg("latency_ms").alias("latency_avg_ms"),
         F.max("latency_ms").alias("latency_max_ms"),
@@ -50,25 +42,53 @@ def percentile_columns(pct: str = "pct") -> list[Column]:
     return [F.col(pct)[i].alias(f"latency_p{round(p * 100)}_ms") for i, p in enumerate(PERCENTILES)]
 
 
-def endpoint_window_metrics(events: DataFrame, window: str, accuracy: int) -> DataFrame:
-    """Tumbling event-time windows of `window` (a Spark interval) with counts, error rates,
-    latency min/avg/max and approximate p50/p95/p99 (percentile_approx, `accuracy`)."""
-    pct = F.percentile_approx("latency_ms", F.array(*[F.lit(p) for p in PERCENTILES]), accuracy)
-    agg = events.groupBy(F.window("event_time", window).alias("w"), "endpoint", "method").agg(
-        *request_aggregates(), pct.alias("pct"), F.max("event_time").alias("max_event_time")
-    )
-    return agg.select(
-        F.col("w.start").alias("window_start"),
-        F.col("w.end").alias("window_end"),
+def latency_bucket(latency: Column) -> Column:
+    """The latency histogram bucket of a value (latency_histogram.py): ceil(ln x / ln gamma)."""
+    return F.when(
+        latency >= MIN_LATENCY_MS, F.ceil(F.log(latency) / F.lit(LOG_GAMMA)).cast("int")
+    ).when(latency.isNotNull(), F.lit(ZERO_BUCKET))
+
+
+def window_partials(events: DataFrame, window: str) -> DataFrame:
+    """Mergeable partial aggregates per tumbling event-time window (`window`, a Spark
+    interval) x endpoint x method x latency bucket: counts, sums, min/max, newest event.
+    window_metrics.merge_windows adds them into the stored windows."""
+    agg = events.groupBy(
+        F.window("event_time", window).alias("w"),
         "endpoint",
         "method",
+        latency_bucket(F.col("latency_ms")).alias("bucket"),
+    ).agg(
+        F.count(F.lit(1)).alias("requests"),
+        *status_counts(),
+        F.count("latency_ms").alias("latency_count"),
+        F.sum("latency_ms").alias("latency_sum_ms"),
+        F.sum("bytes_sent").alias("bytes_sent"),
+        F.min("latency_ms").alias("latency_min_ms"),
+        F.max("latency_ms").alias("latency_max_ms"),
+        F.max("event_time").alias("max_event_time"),
+    )
+    return agg.select(
+        F.date_format("w.start", ISO_S).alias("window_start"),
+        F.date_format("w.end", ISO_S).alias("window_end"),
+        "endpoint",
+        "method",
+        "bucket",
         "requests",
         *[f"status_{k}xx" for k in STATUS_CLASSES],
-        *error_rates(),
-        "latency_min_ms",
-        "latency_avg_ms",
-        "latency_max_ms",
-        *percentile_columns(),
+        "latency_count",
+        "latency_sum_ms",
         "bytes_sent",
-        "max_event_time",
+        "latency_min_ms",
+        "latency_max_ms",
+        F.date_format("max_event_time", ISO_MS).alias("max_event_time"),
     )
+
+
+def window_counts(events: DataFrame, window: str) -> DataFrame:
+    """Requests and status-class counts per window x endpoint x method (reconciliation)."""
+    return events.groupBy(
+        F.date_format(F.window("event_time", window).start, ISO_S).alias("window_start"),
+        "endpoint",
+        "method",
+    ).agg(F.count(F.lit(1)).alias("requests"), *status_counts())

@@ -1,6 +1,6 @@
-"""StreamingQueryListener: per-batch progress and the data-quality account into SQLite,
-and a live status for the terminal. Counters come from df.observe and operator metrics,
-never from extra actions."""
+"""StreamingQueryListener: per-batch progress into SQLite, and a live status for the
+terminal. The data-quality account is not written here: the sink commits it with the batch's
+data (sink_commit.apply_batch)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,6 @@ from typing import Any
 from pyspark.sql.streaming import StreamingQueryListener
 
 from apistream import sqlite_store
-from apistream.pipeline.schema import REASONS
-
-EVENTS_QUERY = "events"
-QUALITY_METRICS = "quality"
 
 
 @dataclass
@@ -31,7 +27,8 @@ class QueryStatus:
 
 @dataclass
 class LiveStatus:
-    """What the terminal shows; written by the listener thread, read by the main thread."""
+    """What the terminal shows; written by the listener and the sink, read by the main
+    thread."""
 
     queries: dict[str, QueryStatus] = field(default_factory=dict)
     totals: dict[str, int] = field(
@@ -49,42 +46,14 @@ class LiveStatus:
         with self.lock:
             return ({k: QueryStatus(**vars(v)) for k, v in self.queries.items()}, dict(self.totals))
 
-
-def _state(progress: Any) -> tuple[int, int, int, dict[str, Any]]:
-    rows = mem = dropped = 0
-    custom: dict[str, Any] = {}
-    for op in progress.stateOperators:
-        rows += op.numRowsTotal
-        mem += op.memoryUsedBytes
-        dropped += op.numRowsDroppedByWatermark
-        for k, v in (op.customMetrics or {}).items():
-            if isinstance(v, int | float):
-                custom[k] = custom.get(k, 0) + v
-    return rows, mem, dropped, custom
-
-
-def quality_counts(progress: Any) -> tuple[dict[str, int], dict[str, int]] | None:
-    """Data-quality counts of one `events` batch from its observed metrics and dedup operator."""
-    observed = progress.observedMetrics.get(QUALITY_METRICS)
-    if observed is None:
-        return None
-    obs = observed.asDict()
-    _, _, late, custom = _state(progress)
-    duplicates = int(custom.get("numDroppedDuplicateRows", 0))
-    valid_checked = int(obs["valid"] or 0)
-    counts = {
-        "input": int(obs["input"] or 0),
-        "valid": valid_checked - duplicates - late,
-        "quarantined": int(obs["quarantined"] or 0),
-        "duplicates": duplicates,
-        "late": late,
-    }
-    reasons = {r: int(obs[r] or 0) for r in REASONS if obs.get(r)}
-    return counts, reasons
+    def add_totals(self, counts: dict[str, int]) -> None:
+        with self.lock:
+            for k, v in counts.items():
+                self.totals[k] += v
 
 
 class ProgressRecorder(StreamingQueryListener):
-    """Writes stream_progress (all queries) and data_quality (the events query) to SQLite."""
+    """Writes stream_progress rows to SQLite and keeps the live status."""
 
     def __init__(self, sqlite_path: str, status: LiveStatus | None = None):
         self.conn = sqlite_store.connect(sqlite_path)
@@ -107,8 +76,8 @@ class ProgressRecorder(StreamingQueryListener):
 
     def onQueryProgress(self, event: Any) -> None:
         p = event.progress
-        rows, mem, dropped, _ = _state(p)
-        watermark = (p.eventTime or {}).get("watermark")
+        state_rows = sqlite_store.state_rows(self.conn, p.batchId)
+        watermark = sqlite_store.late_cutoff_of(self.conn, p.batchId)
         sqlite_store.record_progress(
             self.conn,
             {
@@ -120,14 +89,11 @@ class ProgressRecorder(StreamingQueryListener):
                 "processed_rows_per_second": _num(p.processedRowsPerSecond),
                 "batch_duration_ms": p.batchDuration,
                 "watermark": watermark,
-                "state_rows": rows,
-                "state_memory_bytes": mem,
-                "rows_dropped_by_watermark": dropped,
+                "state_rows": state_rows,
+                "state_memory_bytes": None,
+                "rows_dropped_by_watermark": None,
             },
         )
-        quality = quality_counts(p) if p.name == EVENTS_QUERY else None
-        if quality:
-            sqlite_store.record_quality(self.conn, p.batchId, *quality, watermark)
         with self.status.lock:
             q = self.status.queries.setdefault(p.name, QueryStatus())
             if p.numInputRows or q.batches == 0:
@@ -137,10 +103,7 @@ class ProgressRecorder(StreamingQueryListener):
             q.last_batch = p.batchId
             q.input_rows += p.numInputRows
             q.watermark = watermark
-            q.state_rows = rows
-            if quality:
-                for k, v in quality[0].items():
-                    self.status.totals[k] += v
+            q.state_rows = state_rows or 0
 
     def wait_terminated(self, run_id: str, timeout: float = 60.0) -> bool:
         """Block until the listener has handled the end (and so all progress) of a run."""

@@ -1,0 +1,56 @@
+"""Lines of any input format -> checked records: parsed once, validated once, each with a
+quarantine reason or none. Pure DataFrame functions, stream or batch."""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from apistream.config import Config
+from apistream.ingest.formats import compile_format
+from apistream.pipeline.parse import parse_json_lines
+from apistream.pipeline.parse_access import parse_access_lines, parse_mapped_json
+from apistream.pipeline.schema import ACCESS_LOG_REQUIRED
+from apistream.pipeline.validate import is_valid, with_quarantine_reason
+
+# What the sink needs of a checked record: the event fields for a valid one, the raw line
+# and the reason for a quarantined one.
+CHECKED_COLUMNS = (
+    "request_id",
+    "event_time",
+    "method",
+    "path",
+    "status_code",
+    "latency",
+    "nbytes",
+    "client_ip",
+    "user_agent",
+    "api_key",
+    "reason",
+    "detail",
+    "source_file",
+    "ingest_time",
+)
+
+
+def checked_records(lines: DataFrame, cfg: Config) -> DataFrame:
+    """Parsed records, each with a quarantine reason or none."""
+    logs = cfg.logs
+    if logs.format == "json":
+        parsed = lines.transform(parse_json_lines)
+        return parsed.transform(with_quarantine_reason(cfg.validation))
+    if logs.format == "json_mapped":
+        parsed = lines.transform(parse_mapped_json(logs.json_fields, logs.json_latency_unit))
+        malformed = "malformed_json"
+    else:
+        fmt = compile_format(logs.format, logs.log_format, logs.timezone)
+        parsed = lines.transform(parse_access_lines(fmt))
+        malformed = "unparseable_line"
+    return parsed.drop("line_no").transform(
+        with_quarantine_reason(cfg.validation, ACCESS_LOG_REQUIRED, malformed)
+    )
+
+
+def slim(records: DataFrame) -> DataFrame:
+    """Only the columns the sink uses; the raw line is kept for quarantined records only."""
+    return records.select(*CHECKED_COLUMNS, F.when(~is_valid(), F.col("raw")).alias("raw"))

@@ -1,0 +1,137 @@
+"""The foreachBatch sink of the pipeline query: one pass over each micro-batch.
+
+The checked records of a batch (parsed and validated once, upstream) are persisted once;
+from them the sink writes the quarantine, drops late records and duplicates against the
+dedup state, writes the new events to the lake, aggregates their window partials, and
+commits the window metrics, finalisation, anomalies and the batch's data-quality account to
+SQLite in one transaction (sink_commit.apply_batch). The lake files of a batch are named by
+its id and replaced on a replay; SQLite skips a committed batch id. So a crash at any point
+followed by a restart leaves the same lake and the same SQLite rows as a clean run.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from apistream import sqlite_store as store
+from apistream.catalog import Paths
+from apistream.config import Config, spark_interval
+from apistream.lake import RowsFile
+from apistream.pipeline.aggregate import ISO_MS, window_partials
+from apistream.pipeline.dedup import KEYS, DedupState, key_condition
+from apistream.pipeline.enrich import endpoint_dimension, to_events, to_quarantine
+from apistream.pipeline.lake_writer import StagedWriter
+from apistream.pipeline.progress import LiveStatus
+from apistream.pipeline.schema import EVENTS_DDL, REASONS
+from apistream.pipeline.validate import is_valid
+from apistream.sink_commit import BatchOutput, LakeWriters, apply_batch
+from apistream.window_metrics import late_cutoff
+
+
+def batch_counters(cutoff: str | None) -> list[F.Column]:
+    """One pass over the checked records: input, valid, late, each reason, newest time."""
+    valid = is_valid()
+    late = valid & ~key_condition(cutoff)
+    return [
+        F.count(F.lit(1)).alias("input"),
+        F.sum(valid.cast("long")).alias("valid"),
+        F.sum(late.cast("long")).alias("late"),
+        *[F.sum((F.col("reason") == r).cast("long")).alias(r) for r in REASONS],
+        F.date_format(F.max(F.when(valid, F.col("event_time"))), ISO_MS).alias("newest"),
+    ]
+
+
+class PipelineSink:
+    """Called by Spark with each micro-batch of checked records (see records.slim)."""
+
+    def __init__(self, spark: SparkSession, cfg: Config, paths: Paths, status: LiveStatus):
+        self.cfg = cfg
+        self.paths = paths
+        self.status = status
+        self.window = spark_interval(cfg.processing.window)
+        self.dimension = endpoint_dimension(spark, cfg)
+        self.events = StagedWriter(spark, paths.events, f"{paths.staging}/events", ("date", "hour"))
+        self.quarantine = StagedWriter(
+            spark, paths.quarantine, f"{paths.staging}/quarantine", ("ingest_date",)
+        )
+        self.lake = LakeWriters(RowsFile(paths.endpoint_metrics), RowsFile(paths.anomalies))
+        self.state = DedupState()
+        self.conn: sqlite3.Connection | None = None
+
+    def recover(self, spark: SparkSession) -> None:
+        """Before the first batch: remove lake files of uncommitted batches and rebuild the
+        dedup state from the committed events."""
+        self.conn = store.connect(self.paths.sqlite)
+        maxima = store.last_commits(self.conn)
+        last = max(maxima) if maxima else -1
+        self.events.remove_batches_after(last)
+        self.quarantine.remove_batches_after(last)
+        cutoff = late_cutoff(maxima, last + 1, self.cfg.processing.watermark)
+        lake = None
+        if last >= 0:
+            lake = spark.read.schema(EVENTS_DDL).parquet(self.paths.events)
+        self.state.restore(spark, lake, cutoff)
+
+    def close(self) -> None:
+        self.state.clear()
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        if self.conn is None:
+            self.recover(batch.sparkSession)
+        assert self.conn is not None
+        if store.is_committed(self.conn, batch_id):
+            return
+        cutoff = late_cutoff(store.last_commits(self.conn), batch_id, self.cfg.processing.watermark)
+        self.state.evict(cutoff)
+        records = batch.persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            self._process(records, batch_id, cutoff)
+        finally:
+            records.unpersist()
+
+    def _process(self, records: DataFrame, batch_id: int, cutoff: str | None) -> None:
+        stats = records.agg(*batch_counters(cutoff)).first().asDict()
+        valid = stats["valid"] or 0
+        quarantined = stats["input"] - valid
+        if quarantined:
+            bad = records.filter(~is_valid()).transform(to_quarantine).coalesce(1)
+            self.quarantine.write(bad, batch_id)
+        candidates = records.filter(is_valid() & key_condition(cutoff))
+        fresh = candidates.dropDuplicates(list(KEYS))
+        seen_before = self.state.keys()
+        if seen_before is not None:
+            repeats = seen_before.join(
+                F.broadcast(candidates.select(*KEYS)), list(KEYS), "left_semi"
+            )
+            fresh = fresh.join(F.broadcast(repeats), list(KEYS), "left_anti")
+        events = fresh.transform(to_events(self.cfg, self.dimension)).persist(
+            StorageLevel.MEMORY_AND_DISK
+        )
+        try:
+            self.events.write(events, batch_id)
+            partials = events.transform(lambda e: window_partials(e, self.window))
+            rows = partials.toArrow().to_pylist()  # per window x endpoint x bucket: small
+            accepted = sum(r["requests"] for r in rows)
+            if accepted:
+                self.state.add(batch_id, events, stats["newest"])
+        finally:
+            events.unpersist()
+        late = stats["late"] or 0
+        counts = {
+            "input": stats["input"],
+            "valid": accepted,
+            "quarantined": quarantined,
+            "duplicates": valid - late - accepted,
+            "late": late,
+        }
+        reasons = {r: stats[r] or 0 for r in REASONS}
+        out = BatchOutput(batch_id, rows, counts, reasons, stats["newest"], cutoff, self.state.rows)
+        apply_batch(self.conn, out, self.cfg, self.lake)
+        self.status.add_totals(counts)
