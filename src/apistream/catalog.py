@@ -19,6 +19,7 @@ class Paths:
     anomalies: str
     staging: str
     checkpoint: str
+    dedup: str
     sqlite: str
 
     @classmethod
@@ -30,5 +31,6 @@ class Paths:
             anomalies=cfg.path("lake", "anomalies"),
             staging=cfg.path("lake", "_staging"),
             checkpoint=cfg.path("checkpoints", PIPELINE_QUERY),
+            dedup=cfg.path("checkpoints", "dedup"),
             sqlite=cfg.sqlite_path,
         )

@@ -43,7 +43,7 @@ class BatchOutput:
     max_event_time: str | None
     late_cutoff: str | None
     state_rows: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
+    stage_ms: dict[str, int] = field(default_factory=dict)
 
 
 def apply_batch(conn: sqlite3.Connection, out: BatchOutput, cfg: Config, lake: LakeWriters) -> bool:
@@ -64,7 +64,7 @@ def apply_batch(conn: sqlite3.Connection, out: BatchOutput, cfg: Config, lake: L
             touched |= finalise(conn, threshold, f"batch-{out.batch_id:010d}", cfg, lake)
         store.refresh_throughput(conn, touched, cfg.processing.window, threshold)
         store.write_quality(conn, out.batch_id, out.counts, out.reasons, out.late_cutoff)
-        store.record_commit(conn, out.batch_id, running, out.state_rows)
+        store.record_commit(conn, out.batch_id, running, out.state_rows, out.stage_ms)
     return True
 
 

@@ -89,6 +89,7 @@ CREATE TABLE IF NOT EXISTS sink_commits (
     max_event_time TEXT,                 -- newest valid event time up to this batch (ISO, ms)
     committed_at TEXT NOT NULL,          -- ISO, ms
     state_rows INTEGER,                  -- dedup keys kept for the next batch
+    stage_ms TEXT,                       -- JSON: wall ms of each stage of the sink (profile)
     PRIMARY KEY (query, batch_id)
 );
 CREATE TABLE IF NOT EXISTS endpoints (
@@ -157,11 +158,22 @@ def last_commits(conn: sqlite3.Connection, n: int = 2) -> dict[int, str | None]:
 
 
 def record_commit(
-    conn: sqlite3.Connection, batch_id: int, max_event_time: str | None, state_rows: int
+    conn: sqlite3.Connection,
+    batch_id: int,
+    max_event_time: str | None,
+    state_rows: int,
+    stage_ms: Mapping[str, int] | None = None,
 ) -> None:
     conn.execute(
-        "INSERT INTO sink_commits VALUES (?, ?, ?, ?, ?)",
-        (PIPELINE_QUERY, batch_id, max_event_time, now_iso(ms=True), state_rows),
+        "INSERT INTO sink_commits VALUES (?, ?, ?, ?, ?, ?)",
+        (
+            PIPELINE_QUERY,
+            batch_id,
+            max_event_time,
+            now_iso(ms=True),
+            state_rows,
+            json.dumps(dict(stage_ms or {})),
+        ),
     )
 
 

@@ -134,7 +134,7 @@ def test_window_metrics(spark):
         "status_class string, latency_ms double, bytes_sent long",
     )
     df = df.withColumn("event_time", F.col("t").cast("timestamp"))
-    partials = window_partials(df, "1 minute").toArrow().to_pylist()
+    partials = window_partials(df, 60.0).toArrow().to_pylist()
     # one partial per latency bucket: 100 distinct values in the first window
     assert sum(p["requests"] for p in partials) == 102
     first, second = merge_windows({}, partials)
@@ -169,10 +169,10 @@ def test_window_partials_merge_across_batches_like_one_batch(spark):
         "latency_ms",
         "bytes_sent",
     )
-    whole = merge_windows({}, window_partials(df, "1 minute").toArrow().to_pylist())
+    whole = merge_windows({}, window_partials(df, 60.0).toArrow().to_pylist())
     early = df.filter(F.second("event_time") < 30)
     late = df.filter(F.second("event_time") >= 30)
-    first = merge_windows({}, window_partials(early, "1 minute").toArrow().to_pylist())
+    first = merge_windows({}, window_partials(early, 60.0).toArrow().to_pylist())
     stored = {(r["window_start"], r["endpoint"], r["method"]): r for r in first}
-    split = merge_windows(stored, window_partials(late, "1 minute").toArrow().to_pylist())
+    split = merge_windows(stored, window_partials(late, 60.0).toArrow().to_pylist())
     assert split == whole

@@ -49,12 +49,20 @@ def latency_bucket(latency: Column) -> Column:
     ).when(latency.isNotNull(), F.lit(ZERO_BUCKET))
 
 
-def window_partials(events: DataFrame, window: str) -> DataFrame:
-    """Mergeable partial aggregates per tumbling event-time window (`window`, a Spark
-    interval) x endpoint x method x latency bucket: counts, sums, min/max, newest event.
+def window_start(event_time: Column, window_s: float) -> Column:
+    """Start of the tumbling window (epoch-aligned, like Spark's `window`) of an event time;
+    cheaper than `window`, which builds a struct per row."""
+    micros = F.unix_micros(event_time)
+    size = F.lit(round(window_s * 1_000_000))
+    return F.timestamp_micros(micros - F.pmod(micros, size))
+
+
+def window_partials(events: DataFrame, window_s: float) -> DataFrame:
+    """Mergeable partial aggregates per tumbling event-time window of `window_s` seconds x
+    endpoint x method x latency bucket: counts, sums, min/max, newest event.
     window_metrics.merge_windows adds them into the stored windows."""
     agg = events.groupBy(
-        F.window("event_time", window).alias("w"),
+        window_start(F.col("event_time"), window_s).alias("start"),
         "endpoint",
         "method",
         latency_bucket(F.col("latency_ms")).alias("bucket"),
@@ -69,8 +77,10 @@ def window_partials(events: DataFrame, window: str) -> DataFrame:
         F.max("event_time").alias("max_event_time"),
     )
     return agg.select(
-        F.date_format("w.start", ISO_S).alias("window_start"),
-        F.date_format("w.end", ISO_S).alias("window_end"),
+        F.date_format("start", ISO_S).alias("window_start"),
+        F.date_format(
+            F.timestamp_micros(F.unix_micros("start") + round(window_s * 1_000_000)), ISO_S
+        ).alias("window_end"),
         "endpoint",
         "method",
         "bucket",

@@ -13,6 +13,26 @@ from pyspark.sql import DataFrame, SparkSession
 _BATCH_FILE = re.compile(r"batch-(\d{10})-\d{4}\.parquet$")
 
 
+class HadoopFs:
+    """The few file-system calls the sink needs, through Hadoop (local or object store)."""
+
+    def __init__(self, spark: SparkSession, root: str):
+        sc = spark.sparkContext
+        self.path = sc._jvm.org.apache.hadoop.fs.Path
+        self.fs = self.path(root).getFileSystem(sc._jsc.hadoopConfiguration())
+        self.root = root
+
+    def delete(self, path: str) -> None:
+        self.fs.delete(self.path(path), True)
+
+    def children(self) -> list[str]:
+        """Names of the entries directly under the root ([] if it does not exist)."""
+        root = self.path(self.root)
+        if not self.fs.exists(root):
+            return []
+        return [s.getPath().getName() for s in self.fs.listStatus(root)]
+
+
 def batch_prefix(batch_id: int) -> str:
     return f"batch-{batch_id:010d}"
 
@@ -21,8 +41,14 @@ class StagedWriter:
     """One lake table (e.g. lake/events) partitioned by `partition_by`."""
 
     def __init__(
-        self, spark: SparkSession, table: str, staging: str, partition_by: tuple[str, ...]
+        self,
+        spark: SparkSession,
+        table: str,
+        staging: str,
+        partition_by: tuple[str, ...],
+        options: dict[str, str] | None = None,
     ):
+        self.options = options or {}
         self.table = table.rstrip("/")
         self.staging = staging.rstrip("/")
         self.partition_by = partition_by
@@ -56,7 +82,9 @@ class StagedWriter:
         """Write the rows of one batch; returns the number of files."""
         stage = f"{self.staging}/{batch_prefix(batch_id)}"
         self.remove_batch(batch_id)
-        df.write.mode("overwrite").partitionBy(*self.partition_by).parquet(stage)
+        df.write.mode("overwrite").options(**self.options).partitionBy(*self.partition_by).parquet(
+            stage
+        )
         stage_path = self._path(stage)
         qualified = self._fs.makeQualified(stage_path).toString()
         files = self._fs.listFiles(stage_path, True)

@@ -11,7 +11,10 @@ followed by a restart leaves the same lake and the same SQLite rows as a clean r
 
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
+import time
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
@@ -19,14 +22,14 @@ from pyspark.sql import functions as F
 
 from apistream import sqlite_store as store
 from apistream.catalog import Paths
-from apistream.config import Config, spark_interval
+from apistream.config import Config
 from apistream.lake import RowsFile
 from apistream.pipeline.aggregate import ISO_MS, window_partials
-from apistream.pipeline.dedup import KEYS, DedupState, key_condition
+from apistream.pipeline.dedup import DedupState, drop_seen, key_condition, with_key_hash
 from apistream.pipeline.enrich import endpoint_dimension, to_events, to_quarantine
 from apistream.pipeline.lake_writer import StagedWriter
 from apistream.pipeline.progress import LiveStatus
-from apistream.pipeline.schema import EVENTS_DDL, REASONS
+from apistream.pipeline.schema import REASONS
 from apistream.pipeline.validate import is_valid
 from apistream.sink_commit import BatchOutput, LakeWriters, apply_batch
 from apistream.window_metrics import late_cutoff
@@ -42,7 +45,19 @@ def batch_counters(cutoff: str | None) -> list[F.Column]:
         F.sum(late.cast("long")).alias("late"),
         *[F.sum((F.col("reason") == r).cast("long")).alias(r) for r in REASONS],
         F.date_format(F.max(F.when(valid, F.col("event_time"))), ISO_MS).alias("newest"),
+        F.date_format(F.min(F.when(valid & ~late, F.col("event_time"))), ISO_MS).alias("oldest"),
     ]
+
+
+HIGH_CARDINALITY = (
+    "request_id",
+    "event_time",
+    "path",
+    "latency_ms",
+    "bytes_sent",
+    "client_ip",
+    "ingest_time",
+)
 
 
 class PipelineSink:
@@ -52,39 +67,41 @@ class PipelineSink:
         self.cfg = cfg
         self.paths = paths
         self.status = status
-        self.window = spark_interval(cfg.processing.window)
         self.dimension = endpoint_dimension(spark, cfg)
-        self.events = StagedWriter(spark, paths.events, f"{paths.staging}/events", ("date", "hour"))
+        self.events = StagedWriter(
+            spark,
+            paths.events,
+            f"{paths.staging}/events",
+            ("date", "hour"),
+            # Dictionary encoding only pays on few distinct values; on ids, times and paths it
+            # cost ~40% of the write (docs/performance.md).
+            {f"parquet.enable.dictionary#{c}": "false" for c in HIGH_CARDINALITY},
+        )
         self.quarantine = StagedWriter(
             spark, paths.quarantine, f"{paths.staging}/quarantine", ("ingest_date",)
         )
         self.lake = LakeWriters(RowsFile(paths.endpoint_metrics), RowsFile(paths.anomalies))
-        self.state = DedupState()
+        self.state = DedupState(spark, paths.dedup)
         self.conn: sqlite3.Connection | None = None
 
-    def recover(self, spark: SparkSession) -> None:
-        """Before the first batch: remove lake files of uncommitted batches and rebuild the
-        dedup state from the committed events."""
+    def recover(self) -> None:
+        """Before the first batch: remove lake files and dedup keys of batches that were not
+        committed (a crash's leftovers)."""
         self.conn = store.connect(self.paths.sqlite)
         maxima = store.last_commits(self.conn)
         last = max(maxima) if maxima else -1
         self.events.remove_batches_after(last)
         self.quarantine.remove_batches_after(last)
-        cutoff = late_cutoff(maxima, last + 1, self.cfg.processing.watermark)
-        lake = None
-        if last >= 0:
-            lake = spark.read.schema(EVENTS_DDL).parquet(self.paths.events)
-        self.state.restore(spark, lake, cutoff)
+        self.state.restore(last)
 
     def close(self) -> None:
-        self.state.clear()
         if self.conn is not None:
             self.conn.close()
             self.conn = None
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         if self.conn is None:
-            self.recover(batch.sparkSession)
+            self.recover()
         assert self.conn is not None
         if store.is_committed(self.conn, batch_id):
             return
@@ -97,30 +114,33 @@ class PipelineSink:
             records.unpersist()
 
     def _process(self, records: DataFrame, batch_id: int, cutoff: str | None) -> None:
+        clock = StageClock()
         stats = records.agg(*batch_counters(cutoff)).first().asDict()
+        clock.lap("parse_validate_cache")
         valid = stats["valid"] or 0
         quarantined = stats["input"] - valid
         if quarantined:
             bad = records.filter(~is_valid()).transform(to_quarantine).coalesce(1)
             self.quarantine.write(bad, batch_id)
-        candidates = records.filter(is_valid() & key_condition(cutoff))
-        fresh = candidates.dropDuplicates(list(KEYS))
-        seen_before = self.state.keys()
-        if seen_before is not None:
-            repeats = seen_before.join(
-                F.broadcast(candidates.select(*KEYS)), list(KEYS), "left_semi"
-            )
-            fresh = fresh.join(F.broadcast(repeats), list(KEYS), "left_anti")
+        clock.lap("quarantine_write")
+        candidates = records.filter(is_valid() & key_condition(cutoff)).transform(with_key_hash)
+        fresh = drop_seen(candidates, self.state, stats["oldest"])
         events = fresh.transform(to_events(self.cfg, self.dimension)).persist(
             StorageLevel.MEMORY_AND_DISK
         )
         try:
             self.events.write(events, batch_id)
-            partials = events.transform(lambda e: window_partials(e, self.window))
+            clock.lap("dedup_enrich_events_write")
+            partials = window_partials(events, self.cfg.processing.window)
             rows = partials.toArrow().to_pylist()  # per window x endpoint x bucket: small
+            clock.lap("window_partials")
             accepted = sum(r["requests"] for r in rows)
             if accepted:
-                self.state.add(batch_id, events, stats["newest"])
+                floor = late_cutoff(
+                    store.last_commits(self.conn), batch_id + 1, self.cfg.processing.watermark
+                )
+                self.state.add(batch_id, events.transform(with_key_hash), stats["newest"], floor)
+            clock.lap("dedup_state")
         finally:
             events.unpersist()
         late = stats["late"] or 0
@@ -132,6 +152,32 @@ class PipelineSink:
             "late": late,
         }
         reasons = {r: stats[r] or 0 for r in REASONS}
-        out = BatchOutput(batch_id, rows, counts, reasons, stats["newest"], cutoff, self.state.rows)
+        out = BatchOutput(
+            batch_id, rows, counts, reasons, stats["newest"], cutoff, self.state.rows, clock.laps
+        )
+        _fault_point(batch_id)
         apply_batch(self.conn, out, self.cfg, self.lake)
         self.status.add_totals(counts)
+
+
+class StageClock:
+    """Wall time of each stage of a batch, in ms (stored with the batch: the profile)."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, int] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.laps[stage] = round((now - self._last) * 1000)
+        self._last = now
+
+
+# Test seam: kill this process group (the driver and its JVM) once a batch's lake files are
+# written and before its SQLite commit, as a crash there would (tests/spark/test_crash.py).
+KILL_BEFORE_COMMIT = "APISTREAMTEST_KILL_BEFORE_COMMIT"  # not APISTREAM_*: no config key
+
+
+def _fault_point(batch_id: int) -> None:
+    if os.environ.get(KILL_BEFORE_COMMIT) == str(batch_id):
+        os.killpg(os.getpgrp(), signal.SIGKILL)

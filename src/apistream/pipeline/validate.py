@@ -82,17 +82,20 @@ def with_quarantine_reason(
     """Adds `reason` and `detail` (null for a valid record); needs `ingest_time`."""
 
     def transform(df: DataFrame) -> DataFrame:
+        checks = rules(limits, required, malformed)
         reason: Column | None = None
-        detail: Column | None = None
-        for name, broken, why in rules(limits, required, malformed):
-            why = why if why is not None else F.lit(None).cast("string")
+        for name, broken, _ in checks:
             reason = F.when(broken, name) if reason is None else reason.when(broken, name)
-            detail = (
-                F.when(broken, why.cast("string"))
-                if detail is None
-                else detail.when(broken, why.cast("string"))
-            )
-        return df.withColumn("reason", reason).withColumn("detail", detail)
+        # The detail is read off the reason, so each rule is evaluated once per record.
+        detail: Column | None = None
+        for name, _, why in checks:
+            if why is None:
+                continue
+            hit = F.col("reason") == name
+            value = why.cast("string")
+            detail = F.when(hit, value) if detail is None else detail.when(hit, value)
+        with_reason = df.withColumn("reason", reason)
+        return with_reason.withColumn("detail", detail if detail is not None else F.lit(None))
 
     return transform
 
