@@ -39,7 +39,7 @@ demo: setup
 
 test: setup deps
 	@scripts/check_java.sh
-	@scripts/check_chromium.sh
+	@scripts/check_chromium.sh --install
 	$(BIN)/pytest -m "not spark" -q
 	$(BIN)/pytest -m spark -q
 
@@ -47,7 +47,7 @@ test-fast: setup
 	$(BIN)/pytest -m "not spark" -q
 
 screenshots: setup
-	@scripts/check_chromium.sh
+	@scripts/check_chromium.sh --install
 	$(BIN)/python scripts/screenshots.py --output output/demo --images docs/images
 
 # Results go to bench/results/<UTC timestamp>.{json,md,png}; see README "Performance".

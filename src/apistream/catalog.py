@@ -19,7 +19,6 @@ class Paths:
     anomalies: str
     staging: str
     checkpoint: str
-    dedup: str
     sqlite: str
 
     @classmethod
@@ -31,6 +30,5 @@ class Paths:
             anomalies=cfg.path("lake", "anomalies"),
             staging=cfg.path("lake", "_staging"),
             checkpoint=cfg.path("checkpoints", PIPELINE_QUERY),
-            dedup=cfg.path("checkpoints", "dedup"),
             sqlite=cfg.sqlite_path,
         )

@@ -177,6 +177,20 @@ def record_commit(
     )
 
 
+def commits_newer_than(
+    conn: sqlite3.Connection, cutoff: str | None
+) -> list[tuple[int, str | None, int]]:
+    """(batch id, running newest event time, valid events) of the committed batches whose
+    newest event time is after `cutoff` (all of them when None)."""
+    rows = conn.execute(
+        "SELECT c.batch_id, c.max_event_time, COALESCE(q.valid, 0) FROM sink_commits c "
+        "LEFT JOIN data_quality q USING (batch_id) "
+        "WHERE c.query = ? AND (? IS NULL OR c.max_event_time > ?) ORDER BY c.batch_id",
+        (PIPELINE_QUERY, cutoff, cutoff),
+    )
+    return rows.fetchall()
+
+
 _WINDOW_COLUMNS = (*METRIC_COLUMNS, *STATE_COLUMNS)
 _KEY = ("window_start", "endpoint", "method")
 _UPSERT = (

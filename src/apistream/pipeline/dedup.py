@@ -1,30 +1,25 @@
-"""The dedup state: keys (request_id, event_time) of the events accepted in earlier batches
-that a later batch may still repeat, one small Parquet file set per batch under the
-checkpoint (`<checkpoint>/dedup/batch-<id>`).
+"""The dedup state: the keys (request_id, event_time) of events accepted in earlier batches
+that a later batch may still repeat. They are the events lake's own files of those batches
+(only the two key columns are read), so the state costs no writes and needs no restore: after
+a restart it is the files of the committed batches.
 
 A record is a duplicate when its key was accepted before (in this batch or an earlier one);
 it is late when its event time is at or below the batch's late cut-off
 (window_metrics.late_cutoff). A key at or below the cut-off can only match late records, so
-a batch's keys are deleted once its newest event time falls below it: the state stays
-bounded by the watermark. A batch's keys are written before its SQLite commit and replaced on
-a replay; after a crash, the keys of uncommitted batches are deleted, so the state always
-equals the keys of the committed events.
+a batch drops out of the state once its newest event time falls below it: the state stays
+bounded by the watermark.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from apistream.pipeline.aggregate import ISO_MS
-from apistream.pipeline.lake_writer import HadoopFs
-
 KEYS = ("request_id", "event_time")
 HASH = "key_hash"
-_CHUNK = re.compile(r"^batch-(\d{10})$")
+_KEYS_DDL = "request_id string, event_time timestamp"
 
 
 def with_key_hash(df: DataFrame) -> DataFrame:
@@ -40,70 +35,38 @@ def key_condition(cutoff: str | None) -> Column:
 
 
 @dataclass
-class _Chunk:
+class Chunk:
+    """The events one committed batch accepted: its lake files and newest event time."""
+
     batch_id: int
     newest: str | None
-    path: str
+    files: list[str]
     rows: int
 
 
 @dataclass
 class DedupState:
     spark: SparkSession
-    root: str
-    chunks: list[_Chunk] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.fs = HadoopFs(self.spark, self.root)
+    chunks: list[Chunk] = field(default_factory=list)
 
     @property
     def rows(self) -> int:
         return sum(c.rows for c in self.chunks)
 
     def keys(self) -> DataFrame | None:
-        """Every kept key (HASH and KEYS), or None."""
-        paths = [c.path for c in self.chunks if c.rows]
-        return self.spark.read.parquet(*paths) if paths else None
+        """Every kept key with its hash, or None."""
+        files = [f for c in self.chunks for f in c.files]
+        if not files:
+            return None
+        return self.spark.read.schema(_KEYS_DDL).parquet(*files).transform(with_key_hash)
 
-    def add(self, batch_id: int, keys: DataFrame, newest: str | None, floor: str | None) -> None:
-        """Keep the keys a batch accepted that are after `floor` (the next batch's late
-        cut-off: keys at or below it can only match late records)."""
-        path = f"{self.root}/batch-{batch_id:010d}"
-        kept = keys.filter(key_condition(floor)).select(HASH, *KEYS)
-        kept.write.mode("overwrite").parquet(path)
-        rows = self.spark.read.parquet(path).count()  # from the file footers
-        self.chunks = [c for c in self.chunks if c.batch_id != batch_id]
-        self.chunks.append(_Chunk(batch_id, newest, path, rows))
+    def add(self, chunk: Chunk) -> None:
+        self.chunks = [c for c in self.chunks if c.batch_id != chunk.batch_id] + [chunk]
 
     def evict(self, cutoff: str | None) -> None:
-        """Delete the chunks whose every key is at or below the cut-off."""
-        if cutoff is None:
-            return
-        keep = []
-        for c in self.chunks:
-            if c.newest is not None and c.newest <= cutoff:
-                self.fs.delete(c.path)
-            else:
-                keep.append(c)
-        self.chunks = keep
-
-    def restore(self, last_committed: int) -> None:
-        """After a restart: keep the chunks of committed batches, delete the others."""
-        self.chunks = []
-        for name in self.fs.children():
-            match = _CHUNK.match(name)
-            if not match:
-                continue
-            path = f"{self.root}/{name}"
-            batch_id = int(match.group(1))
-            if batch_id > last_committed:
-                self.fs.delete(path)
-                continue
-            frame = self.spark.read.parquet(path)
-            newest, rows = frame.agg(
-                F.date_format(F.max("event_time"), ISO_MS), F.count(F.lit(1))
-            ).first()
-            self.chunks.append(_Chunk(batch_id, newest, path, rows))
+        """Forget the batches whose every key is at or below the cut-off."""
+        if cutoff is not None:
+            self.chunks = [c for c in self.chunks if c.newest is None or c.newest > cutoff]
 
 
 def drop_seen(candidates: DataFrame, state: DedupState, oldest: str | None) -> DataFrame:

@@ -13,26 +13,6 @@ from pyspark.sql import DataFrame, SparkSession
 _BATCH_FILE = re.compile(r"batch-(\d{10})-\d{4}\.parquet$")
 
 
-class HadoopFs:
-    """The few file-system calls the sink needs, through Hadoop (local or object store)."""
-
-    def __init__(self, spark: SparkSession, root: str):
-        sc = spark.sparkContext
-        self.path = sc._jvm.org.apache.hadoop.fs.Path
-        self.fs = self.path(root).getFileSystem(sc._jsc.hadoopConfiguration())
-        self.root = root
-
-    def delete(self, path: str) -> None:
-        self.fs.delete(self.path(path), True)
-
-    def children(self) -> list[str]:
-        """Names of the entries directly under the root ([] if it does not exist)."""
-        root = self.path(self.root)
-        if not self.fs.exists(root):
-            return []
-        return [s.getPath().getName() for s in self.fs.listStatus(root)]
-
-
 def batch_prefix(batch_id: int) -> str:
     return f"batch-{batch_id:010d}"
 
@@ -78,8 +58,14 @@ class StagedWriter:
                 removed += 1
         return removed
 
-    def write(self, df: DataFrame, batch_id: int) -> int:
-        """Write the rows of one batch; returns the number of files."""
+    def files_of(self, batch_id: int) -> list[str]:
+        """The files a (committed) batch wrote."""
+        return sorted(
+            s.getPath().toString() for s in self._glob(f"{batch_prefix(batch_id)}-*.parquet")
+        )
+
+    def write(self, df: DataFrame, batch_id: int) -> list[str]:
+        """Write the rows of one batch; returns its files."""
         stage = f"{self.staging}/{batch_prefix(batch_id)}"
         self.remove_batch(batch_id)
         df.write.mode("overwrite").options(**self.options).partitionBy(*self.partition_by).parquet(
@@ -89,6 +75,7 @@ class StagedWriter:
         qualified = self._fs.makeQualified(stage_path).toString()
         files = self._fs.listFiles(stage_path, True)
         moves = []
+        written = []
         while files.hasNext():
             path = files.next().getPath()
             name = path.getName()
@@ -101,5 +88,6 @@ class StagedWriter:
             target = self._path(target_dir, f"{batch_prefix(batch_id)}-{n:04d}.parquet")
             if not self._fs.rename(path, target):
                 raise OSError(f"could not move {path.toString()} to {target.toString()}")
+            written.append(target.toString())
         self._fs.delete(stage_path, True)
-        return len(moves)
+        return written

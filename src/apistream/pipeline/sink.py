@@ -25,7 +25,7 @@ from apistream.catalog import Paths
 from apistream.config import Config
 from apistream.lake import RowsFile
 from apistream.pipeline.aggregate import ISO_MS, window_partials
-from apistream.pipeline.dedup import DedupState, drop_seen, key_condition, with_key_hash
+from apistream.pipeline.dedup import Chunk, DedupState, drop_seen, key_condition, with_key_hash
 from apistream.pipeline.enrich import endpoint_dimension, to_events, to_quarantine
 from apistream.pipeline.lake_writer import StagedWriter
 from apistream.pipeline.progress import LiveStatus
@@ -81,7 +81,7 @@ class PipelineSink:
             spark, paths.quarantine, f"{paths.staging}/quarantine", ("ingest_date",)
         )
         self.lake = LakeWriters(RowsFile(paths.endpoint_metrics), RowsFile(paths.anomalies))
-        self.state = DedupState(spark, paths.dedup)
+        self.state = DedupState(spark)
         self.conn: sqlite3.Connection | None = None
 
     def recover(self) -> None:
@@ -92,7 +92,9 @@ class PipelineSink:
         last = max(maxima) if maxima else -1
         self.events.remove_batches_after(last)
         self.quarantine.remove_batches_after(last)
-        self.state.restore(last)
+        cutoff = late_cutoff(maxima, last + 1, self.cfg.processing.watermark)
+        for batch_id, newest, valid in store.commits_newer_than(self.conn, cutoff):
+            self.state.add(Chunk(batch_id, newest, self.events.files_of(batch_id), valid))
 
     def close(self) -> None:
         if self.conn is not None:
@@ -125,24 +127,20 @@ class PipelineSink:
         clock.lap("quarantine_write")
         candidates = records.filter(is_valid() & key_condition(cutoff)).transform(with_key_hash)
         fresh = drop_seen(candidates, self.state, stats["oldest"])
+        clock.lap("dedup_suspects")
         events = fresh.transform(to_events(self.cfg, self.dimension)).persist(
             StorageLevel.MEMORY_AND_DISK
         )
         try:
-            self.events.write(events, batch_id)
-            clock.lap("dedup_enrich_events_write")
+            files = self.events.write(events, batch_id)
+            clock.lap("enrich_events_write")
             partials = window_partials(events, self.cfg.processing.window)
             rows = partials.toArrow().to_pylist()  # per window x endpoint x bucket: small
             clock.lap("window_partials")
-            accepted = sum(r["requests"] for r in rows)
-            if accepted:
-                floor = late_cutoff(
-                    store.last_commits(self.conn), batch_id + 1, self.cfg.processing.watermark
-                )
-                self.state.add(batch_id, events.transform(with_key_hash), stats["newest"], floor)
-            clock.lap("dedup_state")
         finally:
             events.unpersist()
+        accepted = sum(r["requests"] for r in rows)
+        self.state.add(Chunk(batch_id, stats["newest"], files, accepted))
         late = stats["late"] or 0
         counts = {
             "input": stats["input"],
