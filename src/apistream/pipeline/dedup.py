@@ -53,12 +53,16 @@ class DedupState:
     def rows(self) -> int:
         return sum(c.rows for c in self.chunks)
 
-    def keys(self) -> DataFrame | None:
-        """Every kept key with its hash, or None."""
-        files = [f for c in self.chunks for f in c.files]
+    def keys(self, oldest: str | None = None) -> DataFrame | None:
+        """The kept keys from event time `oldest` on, with their hash (None if there are
+        none): batches all older are not read, and Parquet skips older row groups."""
+        files = [f for c in self.chunks if _reaches(c, oldest) for f in c.files]
         if not files:
             return None
-        return self.spark.read.schema(_KEYS_DDL).parquet(*files).transform(with_key_hash)
+        keys = self.spark.read.schema(_KEYS_DDL).parquet(*files)
+        if oldest is not None:
+            keys = keys.filter(F.col("event_time") >= F.to_timestamp(F.lit(oldest)))
+        return keys.transform(with_key_hash)
 
     def add(self, chunk: Chunk) -> None:
         self.chunks = [c for c in self.chunks if c.batch_id != chunk.batch_id] + [chunk]
@@ -69,6 +73,10 @@ class DedupState:
             self.chunks = [c for c in self.chunks if c.newest is None or c.newest > cutoff]
 
 
+def _reaches(chunk: Chunk, oldest: str | None) -> bool:
+    return oldest is None or chunk.newest is None or chunk.newest >= oldest
+
+
 def drop_seen(candidates: DataFrame, state: DedupState, oldest: str | None) -> DataFrame:
     """The candidates (with HASH; event times from `oldest` on) minus repeats within them
     and keys accepted earlier.
@@ -77,9 +85,8 @@ def drop_seen(candidates: DataFrame, state: DedupState, oldest: str | None) -> D
     keys of the same event-time range, marks a suspect (a handful per batch, collected); only
     suspects are compared on the full key, every other row passes without a shuffle."""
     marks = candidates.select(HASH, F.lit(1).alias("new"))
-    seen = state.keys()
-    if seen is not None and oldest is not None:
-        seen = seen.filter(F.col("event_time") >= F.to_timestamp(F.lit(oldest)))
+    seen = state.keys(oldest)
+    if seen is not None:
         marks = marks.unionByName(seen.select(HASH, F.lit(0).alias("new")))
     counts = marks.groupBy(HASH).agg(F.sum("new").alias("new"), F.count(F.lit(1)).alias("n"))
     repeated = (F.col("new") > 1) | ((F.col("new") > 0) & (F.col("n") > F.col("new")))
