@@ -55,12 +55,12 @@ screenshots: setup
 # start their own broker (scripts/kafka.sh) at the 20k and 50k events/s of the file runs.
 bench: setup deps
 	@scripts/check_java.sh
-	@scripts/check_goaccess.sh
-	$(BIN)/apistream bench --fresh-rates 5000,10000,50000
+	@scripts/check_goaccess.sh --install
+	$(BIN)/apistream bench
 
 bench-quick: setup deps
 	@scripts/check_java.sh
-	@scripts/check_goaccess.sh
+	@scripts/check_goaccess.sh --install
 	$(BIN)/apistream bench --events 1000000 --scale 1000000 --sweep 4 --live-seconds 90 --warmup 20 \
 		--fresh-rates 50000 --fresh-seconds 60
 

@@ -78,7 +78,7 @@ def print_run_summary(console: Console, cfg: Config, top: int = 5) -> None:
     console.print(
         f"outputs: SQLite {paths.sqlite} | events {paths.events} | quarantine "
         f"{paths.quarantine} | final windows {paths.endpoint_metrics} | checkpoints "
-        f"{paths.checkpoints}"
+        f"{paths.checkpoint}"
     )
 
 

@@ -136,6 +136,9 @@ def markdown(r: dict[str, Any], name: str) -> str:
             f"batches {tp['batch_s_median']} s (median); dedup state up to "
             f"{tp['dedup_state_rows_max']:,} keys",
         ]
+        if tp.get("stage_share"):
+            shares = ", ".join(f"{k} {v:.0%}" for k, v in tp["stage_share"].items())
+            lines.append(f"- where a batch's time goes (the sink's own stage timings): {shares}")
         if check:
             lines.append(
                 f"- DuckDB cross-check: {check.get('groups', 0):,} window x endpoint x method "

@@ -225,8 +225,28 @@ def backlog_run(
         # Everything: process start (JVM included) until SQLite holds every event.
         "overall_events_per_s": round(events / (done - started)),
         "dedup_state_rows_max": max(b["state_rows"] for b in batches),
+        "stage_share": stage_shares(db, {b["batch_id"]: b["duration_s"] for b in rest}),
         "memory_peak": sampler.peaks(),
     }
+
+
+def stage_shares(db: Path, durations: dict[int, float]) -> dict[str, float]:
+    """Share of the batches' time in each stage of the sink (`sink_commits.stage_ms`, the
+    run's own timings); what the stages do not cover (SQLite commit, Spark's own bookkeeping
+    of the batch) is `other`."""
+    rows = _query(
+        db, "SELECT batch_id, stage_ms FROM sink_commits WHERE query = ?", (PIPELINE_QUERY,)
+    )
+    total: dict[str, float] = {}
+    for batch_id, stage_ms in rows:
+        if batch_id not in durations or not stage_ms:
+            continue
+        stages = json.loads(stage_ms)
+        stages["other"] = max(0.0, durations[batch_id] * 1000 - sum(stages.values()))
+        for k, v in stages.items():
+            total[k] = total.get(k, 0.0) + v
+    whole = sum(total.values())
+    return {k: round(v / whole, 3) for k, v in total.items()} if whole else {}
 
 
 def _wait_started(proc: subprocess.Popen[bytes], out_dir: Path, log: Path) -> float:

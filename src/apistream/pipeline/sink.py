@@ -17,7 +17,7 @@ import sqlite3
 import time
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, Observation, SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from apistream import sqlite_store as store
@@ -36,8 +36,8 @@ from apistream.window_metrics import late_cutoff
 
 
 def batch_counters(cutoff: str | None) -> list[F.Column]:
-    """Counted in the first pass over the checked records: input, valid, late, each reason,
-    the newest valid event time and the oldest not-late one."""
+    """One pass over the checked records: input, valid, late, each reason, the newest valid
+    event time and the oldest not-late one."""
     valid = is_valid()
     late = valid & ~key_condition(cutoff)
     return [
@@ -110,26 +110,22 @@ class PipelineSink:
             return
         cutoff = late_cutoff(store.last_commits(self.conn), batch_id, self.cfg.processing.watermark)
         self.state.evict(cutoff)
-        # The counts ride along the first pass over the batch (no job of their own).
-        observed = Observation(f"quality-{batch_id}")
-        records = batch.observe(observed, *batch_counters(cutoff)).persist(
-            StorageLevel.MEMORY_AND_DISK
-        )
+        records = batch.persist(StorageLevel.MEMORY_AND_DISK)
         try:
-            self._process(records, observed, batch_id, cutoff)
+            self._process(records, batch_id, cutoff)
         finally:
             records.unpersist()
 
-    def _process(
-        self, records: DataFrame, observed: Observation, batch_id: int, cutoff: str | None
-    ) -> None:
+    def _process(self, records: DataFrame, batch_id: int, cutoff: str | None) -> None:
         clock = StageClock()
-        # First action: parses, validates and caches the whole batch (and fills `observed`);
-        # the few quarantined rows go to one file.
-        bad = records.filter(~is_valid()).transform(to_quarantine).repartition(1)
+        # First action: parses, validates and caches the whole batch while counting it.
+        # (Counting through df.observe on the first write was tried: Observation.get fails on
+        # batches Spark optimises to an empty relation.)
+        stats = records.agg(*batch_counters(cutoff)).first().asDict()
+        clock.lap("parse_validate_cache")
+        bad = records.filter(~is_valid()).transform(to_quarantine).coalesce(1)
         self.quarantine.write(bad, batch_id)
-        stats = dict(observed.get)
-        clock.lap("parse_validate_cache_quarantine")
+        clock.lap("quarantine_write")
         valid = stats["valid"] or 0
         quarantined = stats["input"] - valid
         candidates = records.filter(is_valid() & key_condition(cutoff)).transform(with_key_hash)

@@ -105,8 +105,7 @@ def run_stream(
             except StreamingQueryException:
                 break
             tick()
-        if query.isActive:
-            query.stop()
+        _stop_between_batches(query)
         _raise_if_failed(query)
         recorder.wait_terminated(str(query.runId))
         if until_idle and not stop.is_set():
@@ -119,6 +118,31 @@ def run_stream(
         spark.streams.removeListener(recorder)
         sink.close()
     return StreamRun(query, sink)
+
+
+def _stop_between_batches(query: StreamingQuery, patience_s: float = 120.0) -> None:
+    """Stop the query once its running micro-batch (if any) has committed, so a stop request
+    does not interrupt a batch half-way (a restart would replay it; this is only tidier)."""
+    waited = 0.0
+    running = _last_batch(query) + 1 if query.status["isTriggerActive"] else None
+    try:
+        while (
+            running is not None
+            and query.isActive
+            and _last_batch(query) < running
+            and waited < patience_s
+        ):
+            query.awaitTermination(0.2)
+            waited += 0.2
+    except StreamingQueryException:
+        return
+    if query.isActive:
+        query.stop()
+
+
+def _last_batch(query: StreamingQuery) -> int:
+    progress = query.lastProgress
+    return int(progress["batchId"]) if progress else -1
 
 
 def _raise_if_failed(query: StreamingQuery) -> None:
