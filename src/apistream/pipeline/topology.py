@@ -14,6 +14,7 @@ The source (files or Kafka) is chosen in pipeline/sources.py.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable
 from contextlib import closing
@@ -154,7 +155,20 @@ def _raise_if_failed(query: StreamingQuery) -> None:
         raise ApiStreamError(f"query '{query.name}' failed: {_first_line(exc)}")
 
 
+_CAUSE = re.compile(r"((?:[a-z][\w$]*\.)+[A-Z][\w$]*(?:Exception|Error)): ?(.*)")
+_WRAPPERS = ("py4j.", "org.apache.spark.sql.execution.streaming.sources.ForeachBatch")
+
+
 def _first_line(exc: BaseException) -> str:
-    text = getattr(exc, "desc", None) or str(exc)
-    lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
+    """One line for the user: the innermost Java cause (a failure inside the sink reaches us
+    wrapped in Python and py4j tracebacks), else the first line of the message."""
+    text = str(getattr(exc, "desc", None) or exc)
+    causes = [
+        m.group(0).strip()
+        for m in map(_CAUSE.search, text.splitlines())
+        if m and not m.group(1).startswith(_WRAPPERS)
+    ]
+    if causes:
+        return causes[-1]
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     return lines[0] if lines else type(exc).__name__
