@@ -4,7 +4,6 @@ follows a new batch, and a missing or empty database says so."""
 from __future__ import annotations
 
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -19,14 +18,9 @@ import pytest
 from viz_helpers import ARTIFACTS, copy_db
 
 from apistream import sqlite_store
+from apistream.bench.broker import free_port
 from apistream.timefmt import iso
 from apistream.window_metrics import METRIC_COLUMNS, STATE_COLUMNS
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager
