@@ -40,6 +40,7 @@ demo: setup
 test: setup deps
 	@scripts/check_java.sh
 	@scripts/check_chromium.sh --install
+	@scripts/check_goaccess.sh --install
 	$(BIN)/pytest -m "not spark" -q
 	$(BIN)/pytest -m spark -q
 

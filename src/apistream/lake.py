@@ -3,7 +3,6 @@ tables (finalised windows, anomalies) as one file per batch tag, overwritten on 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -26,27 +25,10 @@ class RowsFile:
 
 
 def committed_files(table_dir: str | Path) -> list[str]:
-    """Data files a Spark file sink committed under table_dir (latest compaction + later
-    batches of _spark_metadata); all Parquet files when there is no commit log."""
+    """The data files of a lake table (every Parquet file under it; the pipeline removes the
+    files of an uncommitted batch when it restarts)."""
     root = Path(table_dir)
-    log = root / "_spark_metadata"
-    if not log.is_dir():
-        return sorted(str(p) for p in root.rglob("*.parquet") if not p.name.startswith((".", "_")))
-    entries = {}
-    for f in log.iterdir():
-        if f.name.startswith("."):
-            continue
-        batch = int(f.name.split(".")[0])
-        entries[batch] = f
-    compacts = [b for b, f in entries.items() if f.name.endswith(".compact")]
-    start = max(compacts) if compacts else -1
-    files: dict[str, bool] = {}
-    for batch in sorted(b for b in entries if b >= start):
-        for line in entries[batch].read_text().splitlines()[1:]:
-            item = json.loads(line)
-            path = item["path"].removeprefix("file://").removeprefix("file:")
-            files[path] = item.get("action", "add") == "add"
-    return sorted(p for p, added in files.items() if added)
+    return sorted(str(p) for p in root.rglob("*.parquet") if not p.name.startswith((".", "_")))
 
 
 def read_table(table_dir: str | Path, columns: list[str] | None = None) -> pa.Table:

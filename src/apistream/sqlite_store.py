@@ -17,11 +17,11 @@ from typing import Any
 
 from apistream.anomalies import ANOMALY_SCHEMA
 from apistream.catalog import PIPELINE_QUERY
-from apistream.timefmt import iso, naive_utc, now_iso, parse_iso
+from apistream.timefmt import iso, now_iso, parse_iso
 from apistream.top import RANKING_VIEW
 from apistream.window_metrics import METRIC_COLUMNS, STATE_COLUMNS
 
-__all__ = ["iso", "naive_utc", "parse_iso"]
+__all__ = ["iso", "parse_iso"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS endpoint_metrics (

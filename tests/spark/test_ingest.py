@@ -17,7 +17,7 @@ from pyspark.sql import functions as F
 from apistream.config import load_config
 from apistream.ingest.plan import ingest_config
 from apistream.lake import read_table
-from apistream.pipeline.records import checked_records
+from apistream.pipeline.records import CHECKED_COLUMNS, checked_records
 from apistream.pipeline.topology import Paths, run_stream
 
 LOGS = Path(__file__).parents[1] / "fixtures" / "logs"
@@ -26,20 +26,7 @@ NGINX_CUSTOM = (
     '$bytes_sent $request_id $upstream_response_time "$http_user_agent" '
     '"$http_x_api_key"'
 )
-COLUMNS = [
-    "reason",
-    "detail",
-    "request_id",
-    "event_time",
-    "method",
-    "path",
-    "status_code",
-    "latency",
-    "nbytes",
-    "client_ip",
-    "user_agent",
-    "api_key",
-]
+COLUMNS = [c for c in CHECKED_COLUMNS if c not in ("source_file", "ingest_time")]
 
 
 def parse_fixture(spark, name: str, **logs):

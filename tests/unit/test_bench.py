@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import sqlite3
 
 import duckdb
@@ -370,7 +369,6 @@ def test_nginx_log_keeps_every_line_in_order(tmp_path):
     assert lines[1] == '{"request_id": "r-2", "times'
 
 
-@pytest.mark.skipif(shutil.which("goaccess") is None, reason="goaccess not installed")
 def test_goaccess_parses_the_written_lines_with_the_bench_flags(tmp_path):
     src = tmp_path / "events-000000.jsonl"
     rows = [{**EVENT, "request_id": f"r-{i}", "latency_ms": 10.0 + i} for i in range(50)]

@@ -1,7 +1,8 @@
-"""Batch-named Parquet files in the lake, written so that a replayed batch replaces its own
-files: Spark writes the batch into a staging directory, then each file is renamed into its
-partition as `batch-<id>-<n>.parquet`. Paths go through Hadoop's FileSystem, so local
-directories and object stores (s3a://, gs://, abfss://) work alike."""
+"""Batch-named Parquet files in the lake, so the files of an uncommitted batch can be found
+and removed after a crash (`remove_batches_after`) before it is written again. Spark writes
+the batch into a staging directory, then each file is renamed into its partition as
+`batch-<id>-<n>.parquet`. Paths go through Hadoop's FileSystem, so local directories and
+object stores (s3a://, gs://, abfss://) work alike."""
 
 from __future__ import annotations
 
@@ -43,11 +44,6 @@ class StagedWriter:
         found = self._fs.globStatus(self._path(pattern))
         return list(found) if found is not None else []
 
-    def remove_batch(self, batch_id: int) -> None:
-        """Delete the files of one batch (left by an earlier, interrupted attempt)."""
-        for status in self._glob(f"{batch_prefix(batch_id)}-*.parquet"):
-            self._fs.delete(status.getPath(), False)
-
     def remove_batches_after(self, batch_id: int) -> int:
         """Delete files of batches newer than the last committed one (a crash's leftovers)."""
         removed = 0
@@ -65,9 +61,9 @@ class StagedWriter:
         )
 
     def write(self, df: DataFrame, batch_id: int) -> list[str]:
-        """Write the rows of one batch; returns its files."""
+        """Write the rows of one batch; returns its files. A batch is only written again
+        after a restart, and `remove_batches_after` has deleted its earlier files by then."""
         stage = f"{self.staging}/{batch_prefix(batch_id)}"
-        self.remove_batch(batch_id)
         df.write.mode("overwrite").options(**self.options).partitionBy(*self.partition_by).parquet(
             stage
         )
