@@ -10,7 +10,14 @@ from pyspark.sql import functions as F
 from apistream.config import TemplatePattern, load_config
 from apistream.latency_histogram import RELATIVE_ERROR
 from apistream.pipeline.aggregate import window_partials
-from apistream.pipeline.enrich import endpoint_dimension, endpoint_template, status_class, to_events
+from apistream.pipeline.dedup import with_key_hashes
+from apistream.pipeline.enrich import (
+    endpoint_dimension,
+    endpoint_template,
+    status_class,
+    to_events,
+    with_endpoint,
+)
 from apistream.pipeline.parse import parse_json_lines
 from apistream.pipeline.validate import with_quarantine_reason
 from apistream.window_metrics import merge_windows
@@ -113,7 +120,12 @@ def test_status_class(spark):
 
 def test_to_events_joins_dimension_and_keeps_unknown_endpoints(spark):
     lines = [GOOD, GOOD.replace("/api/v1/users/42?x=1", "/nope/7")]
-    events = check(spark, lines).transform(to_events(CFG, endpoint_dimension(spark, CFG)))
+    events = (
+        check(spark, lines)
+        .transform(with_endpoint(CFG))
+        .transform(with_key_hashes)
+        .transform(to_events(endpoint_dimension(spark, CFG)))
+    )
     rows = {r.endpoint: r for r in events.collect()}
     assert set(rows) == {"/api/v1/users/{id}", "/nope/{id}"}
     known, unknown = rows["/api/v1/users/{id}"], rows["/nope/{id}"]

@@ -57,16 +57,29 @@ def window_start(event_time: Column, window_s: float) -> Column:
     return F.timestamp_micros(micros - F.pmod(micros, size))
 
 
-def window_partials(events: DataFrame, window_s: float) -> DataFrame:
+ACCEPTED = "accepted"
+
+
+def window_partials(events: DataFrame, window_s: float, outcome: str | None = None) -> DataFrame:
     """Mergeable partial aggregates per tumbling event-time window of `window_s` seconds x
     endpoint x method x latency bucket: counts, sums, min/max, newest event.
-    window_metrics.merge_windows adds them into the stored windows."""
-    agg = events.groupBy(
-        window_start(F.col("event_time"), window_s).alias("start"),
-        "endpoint",
-        "method",
-        latency_bucket(F.col("latency_ms")).alias("bucket"),
-    ).agg(
+    window_metrics.merge_windows adds them into the stored windows.
+
+    With `outcome` (a column naming what became of each row), only ACCEPTED rows are
+    aggregated by window; every other outcome adds one row with its count and newest event,
+    so a batch's partials and its account come from one aggregation."""
+    keep = F.lit(True) if outcome is None else F.col(outcome) == ACCEPTED
+
+    def only(col: Column) -> Column:
+        return col if outcome is None else F.when(keep, col)
+
+    keys = [
+        only(window_start(F.col("event_time"), window_s)).alias("start"),
+        only(F.col("endpoint")).alias("endpoint"),
+        only(F.col("method")).alias("method"),
+        only(latency_bucket(F.col("latency_ms"))).alias("bucket"),
+    ]
+    agg = events.groupBy(*([F.col(outcome)] if outcome else []), *keys).agg(
         F.count(F.lit(1)).alias("requests"),
         *status_counts(),
         F.count("latency_ms").alias("latency_count"),
@@ -77,6 +90,7 @@ def window_partials(events: DataFrame, window_s: float) -> DataFrame:
         F.max("event_time").alias("max_event_time"),
     )
     return agg.select(
+        *([outcome] if outcome else []),
         F.date_format("start", ISO_S).alias("window_start"),
         F.date_format(
             F.timestamp_micros(F.unix_micros("start") + round(window_s * 1_000_000)), ISO_S

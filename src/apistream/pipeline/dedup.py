@@ -1,30 +1,42 @@
-"""The dedup state: the keys (request_id, event_time) of events accepted in earlier batches
-that a later batch may still repeat. They are the events lake's own files of those batches
-(only the two key columns are read), so the state costs no writes and needs no restore: after
-a restart it is the files of the committed batches.
+"""Deduplication on the key (request_id, event_time).
 
-A record is a duplicate when its key was accepted before (in this batch or an earlier one);
+A record is a duplicate when its key was accepted before, in this batch or an earlier one;
 it is late when its event time is at or below the batch's late cut-off
-(window_metrics.late_cutoff). A key at or below the cut-off can only match late records, so
-a batch drops out of the state once its newest event time falls below it: the state stays
-bounded by the watermark.
+(window_metrics.late_cutoff). Keys are compared as a 128-bit identity, two independent
+64-bit xxhash64 values of the key (KEY_HASHES), which the events lake stores with every event.
+Two different keys share an identity with probability ~2^-128 per pair: about 1e-26 for a
+batch of 100k keys checked against 10M kept ones.
+
+The dedup state is the events lake itself: the identities and event times of the batches
+still within the watermark, read from their files (three 64-bit columns; no extra writes and
+nothing to restore after a restart). A key at or below the cut-off can only match late
+records, so a batch drops out of the state once its newest event time falls below it.
+
+Within a batch each record carries a row id (ROW_ID, fixed when the batch is cached); the
+row ids to drop are found by one job (a shuffle and a join of identities only) and applied
+as a filter.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 KEYS = ("request_id", "event_time")
-HASH = "key_hash"
-_KEYS_DDL = "request_id string, event_time timestamp"
+KEY_HASHES = ("key_hash1", "key_hash2")
+ROW_ID = "row_id"
+# A second, independent hash of the same key: xxhash64 seeded through a leading constant.
+_SALT = "apistream-dedup"
+_STATE_DDL = "key_hash1 bigint, key_hash2 bigint"
 
 
-def with_key_hash(df: DataFrame) -> DataFrame:
-    """A 64-bit hash of the key: duplicates are found on it first, then checked exactly."""
-    return df.withColumn(HASH, F.xxhash64(*KEYS))
+def with_key_hashes(df: DataFrame) -> DataFrame:
+    """Adds the 128-bit identity of the key as two 64-bit columns."""
+    return df.withColumns(
+        {KEY_HASHES[0]: F.xxhash64(*KEYS), KEY_HASHES[1]: F.xxhash64(F.lit(_SALT), *KEYS)}
+    )
 
 
 def key_condition(cutoff: str | None) -> Column:
@@ -53,16 +65,18 @@ class DedupState:
     def rows(self) -> int:
         return sum(c.rows for c in self.chunks)
 
-    def keys(self, oldest: str | None = None) -> DataFrame | None:
-        """The kept keys from event time `oldest` on, with their hash (None if there are
-        none): batches all older are not read, and Parquet skips older row groups."""
-        files = [f for c in self.chunks if _reaches(c, oldest) for f in c.files]
+    @property
+    def newest(self) -> str | None:
+        """The newest event time kept (ISO text), None if none is known."""
+        times = [c.newest for c in self.chunks if c.newest is not None]
+        return max(times) if times else None
+
+    def identities(self) -> DataFrame | None:
+        """The identities kept from the batches within the watermark (None if none)."""
+        files = [f for c in self.chunks for f in c.files]
         if not files:
             return None
-        keys = self.spark.read.schema(_KEYS_DDL).parquet(*files)
-        if oldest is not None:
-            keys = keys.filter(F.col("event_time") >= F.to_timestamp(F.lit(oldest)))
-        return keys.transform(with_key_hash)
+        return self.spark.read.schema(_STATE_DDL).parquet(*files)
 
     def add(self, chunk: Chunk) -> None:
         self.chunks = [c for c in self.chunks if c.batch_id != chunk.batch_id] + [chunk]
@@ -73,31 +87,25 @@ class DedupState:
             self.chunks = [c for c in self.chunks if c.newest is None or c.newest > cutoff]
 
 
-def _reaches(chunk: Chunk, oldest: str | None) -> bool:
-    return oldest is None or chunk.newest is None or chunk.newest >= oldest
+def repeated_rows(candidates: DataFrame, state: DedupState) -> DataFrame:
+    """Row ids of the candidates (ROW_ID, KEY_HASHES, event_time) to drop: every row of an
+    identity kept earlier, and all but the first row of an identity seen twice within the
+    batch. Only 64-bit columns are shuffled or joined, and only candidates no newer than the
+    newest kept event can match a kept identity (the key holds the event time): in a stream
+    those are a few late and re-delivered ones, broadcast against the kept identities."""
+    ids = candidates.select(ROW_ID, *KEY_HASHES, "event_time")
+    order = Window.partitionBy(*KEY_HASHES).orderBy(ROW_ID)
+    within = ids.withColumn("n", F.row_number().over(order)).filter("n > 1").select(ROW_ID)
+    kept, newest = state.identities(), state.newest
+    if kept is None or newest is None:
+        return within
+    # `newest` is text to the millisecond: a margin of 1 ms keeps finer event times in.
+    bound = F.to_timestamp(F.lit(newest)) + F.make_interval(secs=F.lit(0.001))
+    older = ids.filter(F.col("event_time") < bound)
+    earlier = kept.join(F.broadcast(older.drop("event_time")), list(KEY_HASHES)).select(ROW_ID)
+    return within.unionByName(earlier)
 
 
-def drop_seen(candidates: DataFrame, state: DedupState, oldest: str | None) -> DataFrame:
-    """The candidates (with HASH; event times from `oldest` on) minus repeats within them
-    and keys accepted earlier.
-
-    Only hashes are shuffled: a hash seen twice among the candidates, or also among the kept
-    keys of the same event-time range, marks a suspect (a handful per batch, collected); only
-    suspects are compared on the full key, every other row passes without a shuffle."""
-    marks = candidates.select(HASH, F.lit(1).alias("new"))
-    seen = state.keys(oldest)
-    if seen is not None:
-        marks = marks.unionByName(seen.select(HASH, F.lit(0).alias("new")))
-    counts = marks.groupBy(HASH).agg(F.sum("new").alias("new"), F.count(F.lit(1)).alias("n"))
-    repeated = (F.col("new") > 1) | ((F.col("new") > 0) & (F.col("n") > F.col("new")))
-    hashes = [r[0] for r in counts.filter(repeated).select(HASH).collect()]  # a few: small
-    if not hashes:
-        return candidates
-    spark = candidates.sparkSession
-    suspects = F.broadcast(spark.createDataFrame([(h,) for h in hashes], f"{HASH} bigint"))
-    clear = candidates.join(suspects, HASH, "left_anti")
-    rows = candidates.join(suspects, HASH, "left_semi").dropDuplicates(list(KEYS))
-    if seen is not None:
-        earlier = seen.join(suspects, HASH, "left_semi").select(*KEYS)
-        rows = rows.join(earlier, list(KEYS), "left_anti")
-    return clear.unionByName(rows)
+def is_repeated(row_ids: list[int]) -> Column:
+    """True for the rows `repeated_rows` found (a batch's duplicates: a small list)."""
+    return F.col(ROW_ID).isin(row_ids) if row_ids else F.lit(False)

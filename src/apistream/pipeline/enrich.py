@@ -7,6 +7,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from apistream.config import Config, Endpoint, TemplatePattern
+from apistream.pipeline.dedup import KEY_HASHES
 from apistream.pipeline.schema import EVENT_COLUMNS
 
 _PLACEHOLDER = re.compile(r"\{[^/{}]+\}")
@@ -66,8 +67,20 @@ def endpoint_dimension(spark: SparkSession, cfg: Config) -> DataFrame:
     return spark.createDataFrame(rows, ddl)
 
 
-def to_events(cfg: Config, dimension: DataFrame) -> Callable[[DataFrame], DataFrame]:
-    """Valid parsed records -> rows of the events lake (EVENTS_DDL), dimension broadcast."""
+def with_endpoint(cfg: Config) -> Callable[[DataFrame], DataFrame]:
+    """Adds `endpoint`, the template of `path` (computed once per record, read by the events
+    and the window partials)."""
+
+    def transform(df: DataFrame) -> DataFrame:
+        template = endpoint_template(F.col("path"), cfg.enrichment.patterns, cfg.endpoints)
+        return df.withColumn("endpoint", template)
+
+    return transform
+
+
+def to_events(dimension: DataFrame) -> Callable[[DataFrame], DataFrame]:
+    """Valid records with `endpoint` and the key hashes -> rows of the events lake
+    (EVENTS_DDL), the endpoint dimension broadcast."""
 
     def transform(df: DataFrame) -> DataFrame:
         events = df.select(
@@ -75,9 +88,7 @@ def to_events(cfg: Config, dimension: DataFrame) -> Callable[[DataFrame], DataFr
             "event_time",
             "method",
             "path",
-            endpoint_template(F.col("path"), cfg.enrichment.patterns, cfg.endpoints).alias(
-                "endpoint"
-            ),
+            "endpoint",
             F.col("status_code").alias("status"),
             status_class(F.col("status_code")).alias("status_class"),
             F.col("latency").alias("latency_ms"),
@@ -87,6 +98,7 @@ def to_events(cfg: Config, dimension: DataFrame) -> Callable[[DataFrame], DataFr
             "api_key",
             "ingest_time",
             "source_file",
+            *KEY_HASHES,
             F.date_format("event_time", "yyyy-MM-dd").alias("date"),
             F.hour("event_time").alias("hour"),
         )

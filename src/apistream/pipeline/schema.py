@@ -32,7 +32,8 @@ EVENTS_DDL = (
     "request_id string, event_time timestamp, method string, path string, endpoint string, "
     "status int, status_class string, latency_ms double, bytes_sent bigint, client_ip string, "
     "user_agent string, api_key string, service string, team string, latency_slo_ms double, "
-    "ingest_time timestamp, source_file string, date string, hour int"
+    "ingest_time timestamp, source_file string, key_hash1 bigint, key_hash2 bigint, date string, "
+    "hour int"
 )
 EVENT_COLUMNS = tuple(c.strip().split(" ")[0] for c in EVENTS_DDL.split(","))
 

@@ -15,18 +15,33 @@ import os
 import signal
 import sqlite3
 import time
+from collections import Counter
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from apistream import sqlite_store as store
 from apistream.catalog import Paths
 from apistream.config import Config
 from apistream.lake import RowsFile
-from apistream.pipeline.aggregate import ISO_MS, window_partials
-from apistream.pipeline.dedup import Chunk, DedupState, drop_seen, key_condition, with_key_hash
-from apistream.pipeline.enrich import endpoint_dimension, to_events, to_quarantine
+from apistream.pipeline.aggregate import ACCEPTED, window_partials
+from apistream.pipeline.dedup import (
+    ROW_ID,
+    Chunk,
+    DedupState,
+    is_repeated,
+    key_condition,
+    repeated_rows,
+    with_key_hashes,
+)
+from apistream.pipeline.enrich import (
+    endpoint_dimension,
+    status_class,
+    to_events,
+    to_quarantine,
+    with_endpoint,
+)
 from apistream.pipeline.lake_writer import StagedWriter
 from apistream.pipeline.progress import LiveStatus
 from apistream.pipeline.schema import REASONS
@@ -35,19 +50,38 @@ from apistream.sink_commit import BatchOutput, LakeWriters, apply_batch
 from apistream.window_metrics import late_cutoff
 
 
-def batch_counters(cutoff: str | None) -> list[F.Column]:
-    """One pass over the checked records: input, valid, late, each reason, the newest valid
-    event time and the oldest not-late one."""
-    valid = is_valid()
-    late = valid & ~key_condition(cutoff)
-    return [
-        F.count(F.lit(1)).alias("input"),
-        F.sum(valid.cast("long")).alias("valid"),
-        F.sum(late.cast("long")).alias("late"),
-        *[F.sum((F.col("reason") == r).cast("long")).alias(r) for r in REASONS],
-        F.date_format(F.max(F.when(valid, F.col("event_time"))), ISO_MS).alias("newest"),
-        F.date_format(F.min(F.when(valid & ~late, F.col("event_time"))), ISO_MS).alias("oldest"),
-    ]
+def outcome(cutoff: str | None, repeated: Column) -> Column:
+    """What became of each checked record: its quarantine reason, late, duplicate or
+    accepted."""
+    return (
+        F.when(~is_valid(), F.col("reason"))
+        .when(~key_condition(cutoff), F.lit("late"))
+        .when(repeated, F.lit("duplicate"))
+        .otherwise(F.lit(ACCEPTED))
+    )
+
+
+def account(rows: list[dict]) -> tuple[dict[str, int], dict[str, int], str | None]:
+    """The batch's counts, its quarantine reasons and its newest valid event time, from the
+    per-outcome rows of window_partials."""
+    n = Counter()
+    newest = None
+    for r in rows:
+        n[r["outcome"]] += r["requests"]
+        if r["outcome"] in VALID_OUTCOMES and r["max_event_time"] is not None:
+            newest = max(newest or "", r["max_event_time"])
+    reasons = {r: n[r] for r in REASONS}
+    counts = {
+        "input": sum(n.values()),
+        "valid": n[ACCEPTED],
+        "quarantined": sum(reasons.values()),
+        "duplicates": n["duplicate"],
+        "late": n["late"],
+    }
+    return counts, reasons, newest
+
+
+VALID_OUTCOMES = (ACCEPTED, "late", "duplicate")
 
 
 HIGH_CARDINALITY = (
@@ -110,7 +144,12 @@ class PipelineSink:
             return
         cutoff = late_cutoff(store.last_commits(self.conn), batch_id, self.cfg.processing.watermark)
         self.state.evict(cutoff)
-        records = batch.persist(StorageLevel.MEMORY_AND_DISK)
+        # The row id and the endpoint are fixed once, in the cache, for every later pass.
+        records = (
+            batch.withColumn(ROW_ID, F.monotonically_increasing_id())
+            .transform(with_endpoint(self.cfg))
+            .persist(StorageLevel.MEMORY_AND_DISK)
+        )
         try:
             self._process(records, batch_id, cutoff)
         finally:
@@ -118,43 +157,35 @@ class PipelineSink:
 
     def _process(self, records: DataFrame, batch_id: int, cutoff: str | None) -> None:
         clock = StageClock()
-        # First action: parses, validates and caches the whole batch while counting it.
-        # (Counting through df.observe on the first write was tried: Observation.get fails on
-        # batches Spark optimises to an empty relation.)
-        stats = records.agg(*batch_counters(cutoff)).first().asDict()
-        clock.lap("parse_validate_cache")
+        # First action: parses, validates and caches the whole batch while finding the rows
+        # that repeat a key (a few; their ids are collected).
+        candidates = records.filter(is_valid() & key_condition(cutoff)).transform(with_key_hashes)
+        drops = repeated_rows(candidates, self.state).toArrow()
+        repeated = is_repeated(drops.column(ROW_ID).to_pylist())
+        clock.lap("parse_validate_dedup")
         bad = records.filter(~is_valid()).transform(to_quarantine).coalesce(1)
         self.quarantine.write(bad, batch_id)
         clock.lap("quarantine_write")
-        valid = stats["valid"] or 0
-        quarantined = stats["input"] - valid
-        candidates = records.filter(is_valid() & key_condition(cutoff)).transform(with_key_hash)
-        fresh = drop_seen(candidates, self.state, stats["oldest"])
-        clock.lap("dedup_suspects")
-        events = fresh.transform(to_events(self.cfg, self.dimension)).persist(
-            StorageLevel.MEMORY_AND_DISK
+        events = candidates.filter(~repeated).transform(to_events(self.dimension))
+        files = self.events.write(events, batch_id)
+        clock.lap("events_write")
+        checked = records.select(
+            "event_time",
+            "endpoint",
+            "method",
+            F.col("latency").alias("latency_ms"),
+            status_class(F.col("status_code")).alias("status_class"),
+            F.col("nbytes").alias("bytes_sent"),
+            outcome(cutoff, repeated).alias("outcome"),
         )
-        try:
-            files = self.events.write(events, batch_id)
-            clock.lap("enrich_events_write")
-            partials = window_partials(events, self.cfg.processing.window)
-            rows = partials.toArrow().to_pylist()  # per window x endpoint x bucket: small
-            clock.lap("window_partials")
-        finally:
-            events.unpersist()
-        accepted = sum(r["requests"] for r in rows)
-        self.state.add(Chunk(batch_id, stats["newest"], files, accepted))
-        late = stats["late"] or 0
-        counts = {
-            "input": stats["input"],
-            "valid": accepted,
-            "quarantined": quarantined,
-            "duplicates": valid - late - accepted,
-            "late": late,
-        }
-        reasons = {r: stats[r] or 0 for r in REASONS}
+        rows = window_partials(checked, self.cfg.processing.window, "outcome").toArrow()
+        clock.lap("window_partials")
+        rows = rows.to_pylist()  # per outcome, window x endpoint x bucket: small
+        counts, reasons, newest = account(rows)
+        partials = [r for r in rows if r.pop("outcome") == ACCEPTED]
+        self.state.add(Chunk(batch_id, newest, files, counts["valid"]))
         out = BatchOutput(
-            batch_id, rows, counts, reasons, stats["newest"], cutoff, self.state.rows, clock.laps
+            batch_id, partials, counts, reasons, newest, cutoff, self.state.rows, clock.laps
         )
         _fault_point(batch_id)
         apply_batch(self.conn, out, self.cfg, self.lake)

@@ -102,13 +102,3 @@ def with_quarantine_reason(
 
 def is_valid() -> Column:
     return F.col("reason").isNull()
-
-
-def quality_counters() -> list[Column]:
-    """Aggregates for df.observe: valid and quarantined records, and each reason's count."""
-    return [
-        F.count(F.lit(1)).alias("input"),
-        F.sum(is_valid().cast("long")).alias("valid"),
-        F.sum((~is_valid()).cast("long")).alias("quarantined"),
-        *[F.sum((F.col("reason") == r).cast("long")).alias(r) for r in REASONS],
-    ]
