@@ -83,7 +83,9 @@ def window_partials(events: DataFrame, window_s: float, outcome: str | None = No
         F.count(F.lit(1)).alias("requests"),
         *status_counts(),
         F.count("latency_ms").alias("latency_count"),
-        F.sum("latency_ms").alias("latency_sum_ms"),
+        # Summed as whole microseconds: an integer sum is exact in any order, so a replayed
+        # batch adds up to the same bits (a float sum depends on Spark's merge order).
+        (F.sum(F.round(F.col("latency_ms") * 1000).cast("long")) / 1000).alias("latency_sum_ms"),
         F.sum("bytes_sent").alias("bytes_sent"),
         F.min("latency_ms").alias("latency_min_ms"),
         F.max("latency_ms").alias("latency_max_ms"),
