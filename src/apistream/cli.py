@@ -174,10 +174,13 @@ def _stream(cfg: Config, until_idle: bool, stop: threading.Event) -> None:
     from apistream.pipeline.progress import LiveStatus
     from apistream.pipeline.sources import check_source, spark_packages
     from apistream.pipeline.topology import run_stream
+    from apistream.preflight import check_output, check_sqlite_writable
     from apistream.session import build_spark
     from apistream.status import render_status
 
     check_source(cfg)
+    check_output(cfg)
+    check_sqlite_writable(cfg.sqlite_path)
     console.print("starting Spark…")
     spark = build_spark(cfg.spark, spark_packages(cfg))
     status = LiveStatus()

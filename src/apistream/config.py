@@ -470,8 +470,19 @@ def env_overrides(environ: dict[str, str]) -> list[tuple[list[str], Any]]:
             out.append((ENV_ALIASES[name], raw))
             continue
         keys = [k.lower() for k in name[len(ENV_PREFIX) :].split("__")]
-        out.append((keys, yaml.safe_load(raw) if raw != "" else None))
+        out.append((keys, _env_value(raw)))
     return out
+
+
+def _env_value(raw: str) -> Any:
+    """An environment value read as YAML (numbers, lists, true/false), or as the plain text
+    when it is no valid YAML (e.g. a glob such as '*.gz', which YAML takes for an alias)."""
+    if raw == "":
+        return None
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
 
 
 def _format_error(exc: ValidationError, source: str) -> str:

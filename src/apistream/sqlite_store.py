@@ -9,7 +9,9 @@ skipped, so a restart after a crash at any point leaves the same rows.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
 from pathlib import Path
@@ -128,10 +130,44 @@ def save_endpoints(conn: sqlite3.Connection, rows: Iterable[tuple[Any, ...]]) ->
         conn.executemany("INSERT OR REPLACE INTO endpoints VALUES (?, ?, ?, ?)", list(rows))
 
 
+# How long a writer waits for another one (e.g. a backup or a manual `sqlite3` session) to
+# release the database before the run fails; each attempt waits the connection's timeout.
+LOCK_PATIENCE_S = 600.0
+log = logging.getLogger("apistream")
+
+
+class DatabaseLockedError(sqlite3.OperationalError):
+    """Another process held the write lock for longer than the patience."""
+
+
+def begin_immediate(conn: sqlite3.Connection, patience_s: float = LOCK_PATIENCE_S) -> None:
+    """Take the write lock, waiting (bounded) while another process holds it."""
+    deadline = time.monotonic() + patience_s
+    warned = False
+    while True:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            if time.monotonic() >= deadline:
+                raise DatabaseLockedError(
+                    f"the SQLite database is locked for writing by another process; waited "
+                    f"{patience_s:.0f} s"
+                ) from None
+            if not warned:
+                log.warning(
+                    "SQLite database locked by another writer; waiting (up to %.0f s)", patience_s
+                )
+                warned = True
+
+
 @contextmanager
 def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """One write transaction (BEGIN IMMEDIATE ... COMMIT), rolled back on any error."""
-    conn.execute("BEGIN IMMEDIATE")
+    """One write transaction (BEGIN IMMEDIATE ... COMMIT), rolled back on any error; waits
+    (bounded) for another writer to release the database."""
+    begin_immediate(conn)
     try:
         yield conn
     except BaseException:
@@ -336,7 +372,7 @@ def late_cutoff_of(conn: sqlite3.Connection, batch_id: int) -> str | None:
 def record_progress(conn: sqlite3.Connection, row: Mapping[str, Any]) -> None:
     """Upsert one stream_progress row (keyed by query and batch id)."""
     cols = list(row)
-    with conn:
+    with transaction(conn):
         conn.execute(
             f"INSERT OR REPLACE INTO stream_progress ({', '.join(cols)}) "
             f"VALUES ({', '.join('?' * len(cols))})",

@@ -58,6 +58,12 @@ def test_env_overrides_and_cli_overrides_win_in_order():
     assert cfg.source.path == "/from/cli"
 
 
+def test_env_value_that_is_no_yaml_is_taken_as_text():
+    # '*.gz' alone is a YAML alias: a ScannerError before.
+    cfg = load_config(environ={"APISTREAM_SOURCE__GLOB": "*.gz"})
+    assert cfg.source.glob == "*.gz"
+
+
 def test_bad_value_names_the_key():
     with pytest.raises(ConfigError) as err:
         load_config(environ={"APISTREAM_PROCESSING__WATERMARK": "soon"})

@@ -1,0 +1,79 @@
+"""Checks before Spark starts, each failing with one line that names the path: the output
+root can be written, and the SQLite database is not held by another writer."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import tempfile
+import time
+from pathlib import Path
+
+from apistream.config import Config
+from apistream.errors import ApiStreamError
+
+# Output roots with a URI scheme (s3a://, gs://, abfss://, hdfs://) are checked by Hadoop.
+_LOCAL = ("", "file")
+
+
+def is_local(path: str) -> bool:
+    return path.split("://", 1)[0] in _LOCAL if "://" in path else True
+
+
+def check_output(cfg: Config) -> None:
+    """The output root exists (it is created) and a file can be written in it."""
+    root = cfg.sinks.output
+    if not is_local(root):
+        return
+    path = Path(root.removeprefix("file://"))
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".apistream-probe-"):
+            pass
+    except OSError as exc:
+        raise ApiStreamError(
+            f"cannot write to the output directory {root} (sinks.output): {exc.strerror or exc}"
+        ) from None
+
+
+def check_sqlite_writable(path: str, patience_s: float = 30.0) -> None:
+    """Wait up to `patience_s` for another writer to release the database, then fail naming
+    the processes that hold it open."""
+    if not Path(path).exists():
+        return
+    deadline = time.monotonic() + patience_s
+    while True:
+        conn = sqlite3.connect(path, timeout=min(5.0, patience_s), isolation_level=None)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("ROLLBACK")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise ApiStreamError(f"cannot open the SQLite database {path}: {exc}") from None
+            if time.monotonic() >= deadline:
+                held = ", ".join(holders(path)) or "another process"
+                raise ApiStreamError(
+                    f"the SQLite database {path} is locked for writing by {held}; "
+                    f"waited {patience_s:.0f} s. Stop that writer (or point sinks.output "
+                    "elsewhere) and start again."
+                ) from None
+        finally:
+            conn.close()
+
+
+def holders(path: str) -> list[str]:
+    """Other processes that have the file open (Linux /proc), as 'pid 123 (command)'."""
+    target = os.path.realpath(path)
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc") if os.path.isdir("/proc") else []):
+        if int(pid) == os.getpid():
+            continue
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+            if any(os.path.realpath(f"/proc/{pid}/fd/{fd}") == target for fd in fds):
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+                found.append(f"pid {pid} ({cmd.decode(errors='replace').strip()[:80]})")
+        except OSError:
+            continue
+    return found
