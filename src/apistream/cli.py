@@ -480,6 +480,12 @@ def dashboard(
             f"dashboard: http://{d.host}:{d.port}/ reading {cfg.sqlite_path} (Ctrl-C stops)",
             highlight=False,
         )
+        if d.host in ("0.0.0.0", "::") and not d.allowed_hosts:
+            console.print(
+                "note: only localhost names are answered; list the names other machines use "
+                "in dashboard.allowed_hosts (APISTREAM_DASHBOARD__ALLOWED_HOSTS='[host]')",
+                highlight=False,
+            )
         serve(cfg, d.host, d.port)
     except ApiStreamError as exc:
         _fail(exc)

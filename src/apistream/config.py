@@ -394,6 +394,9 @@ class DashboardConfig(_Model):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8050, ge=0, le=65535)
+    # Host headers the dashboard answers (DNS-rebinding guard); empty = localhost names and
+    # `host` itself. "*" answers any.
+    allowed_hosts: list[str] = Field(default_factory=list)
     refresh: Duration = 3.0
     recent: Duration = 300.0
     history_windows: int = Field(default=120, ge=1)

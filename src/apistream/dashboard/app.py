@@ -9,11 +9,13 @@ from pathlib import Path
 
 import plotly.offline
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from apistream.config import Config
+from apistream.config import Config, DashboardConfig
 from apistream.dashboard.state import dashboard_state
 
 
@@ -53,13 +55,25 @@ def create_app(sqlite_path: str | Path, cfg: Config) -> Starlette:
         )
 
     return Starlette(
+        middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(d))],
         routes=[
             Route("/", index),
             Route("/api/state", state),
             Route("/static/dashboard.js", script),
             Route("/static/plotly.min.js", plotly_js),
-        ]
+        ],
     )
+
+
+LOCAL_NAMES = ("localhost", "127.0.0.1", "::1", "[::1]")
+
+
+def allowed_hosts(d: DashboardConfig) -> list[str]:
+    """Host headers to answer: a page on another name (DNS rebinding) gets 400."""
+    if d.allowed_hosts:
+        return list(d.allowed_hosts)
+    extra = [] if d.host in ("0.0.0.0", "::", "") else [d.host]
+    return [*LOCAL_NAMES, *extra]
 
 
 def serve(cfg: Config, host: str, port: int) -> None:
