@@ -280,6 +280,8 @@ class ValidationConfig(_Model):
     status_min: int = 100
     status_max: int = 599
     max_latency_ms: float = Field(default=300_000, gt=0)
+    # A longer line is quarantined as line_too_long, its first RAW_KEEP_CHARS characters kept.
+    max_line_bytes: int = Field(default=1_048_576, ge=1024)
     max_future: Duration = 3600.0
     max_age: Duration | None = 30 * 86400.0
 

@@ -224,3 +224,41 @@ def test_unclosed_megabyte_field_is_malformed_not_fatal(spark):
     assert [r["is_malformed"] for r in rows] == [False, True, False]
     assert [r["user_agent"] for r in rows] == [UA, None, UA]
     assert [r["latency"] for r in rows] == [250.0, None, 250.0]
+
+
+def _checked(spark, lines: list[str], **logs) -> list:
+    from apistream.config import load_config
+    from apistream.pipeline.records import checked_records, slim
+
+    overrides = {"validation.max_age": None} | {f"logs.{k}": v for k, v in logs.items()}
+    cfg = load_config(environ={}, overrides=overrides)
+    df = spark.createDataFrame(list(enumerate(lines)), "line_no int, value string").withColumns(
+        {"source_file": F.lit("f"), "ingest_time": F.lit("2026-11-29 03:00:00").cast("timestamp")}
+    )
+    return slim(checked_records(df, cfg)).select("reason", "detail", "raw").collect()
+
+
+JSON_GOOD = (
+    '{{"request_id":"r{n}","timestamp":"2026-11-29T02:20:00Z","method":"GET",'
+    '"path":"/api/v1/users/1","status":200,"latency_ms":12.5,"bytes_sent":10,'
+    '"client_ip":"10.0.0.1","user_agent":"{ua}","api_key":"k"}}'
+)
+
+
+@pytest.mark.parametrize("fmt", ["json", "nginx"])
+def test_line_over_the_limit_is_quarantined_with_its_first_64_kib(spark, fmt):
+    limit = 1_048_576
+    if fmt == "json":
+        line = lambda n, ua: JSON_GOOD.format(n=n, ua=ua)  # noqa: E731
+        logs = {}
+    else:
+        line = lambda n, ua: REPRO.replace(REPRO_UA, ua)  # noqa: E731
+        logs = {"format": "nginx", "log_format": "combined"}
+    under = line(1, "U" * (limit - 400))
+    over = line(2, "é" * (limit // 2 + 1))  # two bytes a character: over in bytes only
+    rows = _checked(spark, [under, over], **logs)
+    assert len(under.encode()) <= limit < len(over.encode())
+    assert (rows[0].reason, rows[0].raw) == (None, None)  # valid: no raw kept
+    assert rows[1].reason == "line_too_long"
+    assert rows[1].detail == str(len(over.encode()))
+    assert rows[1].raw == over[:65_536]

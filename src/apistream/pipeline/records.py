@@ -3,6 +3,8 @@ quarantine reason or none. Pure DataFrame functions, stream or batch."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
@@ -33,9 +35,26 @@ CHECKED_COLUMNS = (
 )
 
 
+# What the quarantine keeps of a line longer than validation.max_line_bytes.
+RAW_KEEP_CHARS = 65_536
+
+
+def cap_line_length(max_bytes: int) -> Callable[[DataFrame], DataFrame]:
+    """Adds `line_bytes`; a line longer than `max_bytes` is cut to RAW_KEEP_CHARS before any
+    parsing (and quarantined as line_too_long by the validation rules)."""
+
+    def transform(lines: DataFrame) -> DataFrame:
+        size = F.octet_length("value")
+        cut = F.when(size > max_bytes, F.substring("value", 1, RAW_KEEP_CHARS))
+        return lines.withColumns({"line_bytes": size, "value": cut.otherwise(F.col("value"))})
+
+    return transform
+
+
 def checked_records(lines: DataFrame, cfg: Config) -> DataFrame:
     """Parsed records, each with a quarantine reason or none."""
     logs = cfg.logs
+    lines = lines.transform(cap_line_length(cfg.validation.max_line_bytes))
     if logs.format == "json":
         parsed = lines.transform(parse_json_lines)
         return parsed.transform(with_quarantine_reason(cfg.validation))

@@ -16,6 +16,7 @@ RAW_SCHEMA = StructType(
 
 # One reason per quarantined record: the first rule it breaks, in this order.
 REASONS = (
+    "line_too_long",
     "malformed_json",
     "unparseable_line",
     "missing_field",

@@ -45,6 +45,7 @@ def rules(
     now = F.col("ingest_time")
     missing = first_missing_field(required)
     checks: list[tuple[str, Column, Column | None]] = [
+        ("line_too_long", F.col("line_bytes") > limits.max_line_bytes, F.col("line_bytes")),
         (malformed, F.col("is_malformed"), None),
         ("missing_field", missing.isNotNull(), missing),
         ("wrong_type", first_wrong_type().isNotNull(), first_wrong_type()),
@@ -83,6 +84,8 @@ def with_quarantine_reason(
 
     def transform(df: DataFrame) -> DataFrame:
         checks = rules(limits, required, malformed)
+        if "line_bytes" not in df.columns:  # lines not from records.checked_records
+            checks = [c for c in checks if c[0] != "line_too_long"]
         reason: Column | None = None
         for name, broken, _ in checks:
             reason = F.when(broken, name) if reason is None else reason.when(broken, name)
