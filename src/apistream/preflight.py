@@ -6,9 +6,9 @@ from __future__ import annotations
 import os
 import sqlite3
 import tempfile
-import time
 from pathlib import Path
 
+from apistream import sqlite_store
 from apistream.config import Config
 from apistream.errors import ApiStreamError
 
@@ -41,25 +41,21 @@ def check_sqlite_writable(path: str, patience_s: float = 30.0) -> None:
     the processes that hold it open."""
     if not Path(path).exists():
         return
-    deadline = time.monotonic() + patience_s
-    while True:
-        conn = sqlite3.connect(path, timeout=min(5.0, patience_s), isolation_level=None)
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute("ROLLBACK")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) and "busy" not in str(exc):
-                raise ApiStreamError(f"cannot open the SQLite database {path}: {exc}") from None
-            if time.monotonic() >= deadline:
-                held = ", ".join(holders(path)) or "another process"
-                raise ApiStreamError(
-                    f"the SQLite database {path} is locked for writing by {held}; "
-                    f"waited {patience_s:.0f} s. Stop that writer (or point sinks.output "
-                    "elsewhere) and start again."
-                ) from None
-        finally:
-            conn.close()
+    conn = sqlite3.connect(path, timeout=min(5.0, patience_s), isolation_level=None)
+    try:
+        sqlite_store.begin_immediate(conn, patience_s)
+        conn.execute("ROLLBACK")
+    except sqlite_store.DatabaseLockedError:
+        held = ", ".join(holders(path)) or "another process"
+        raise ApiStreamError(
+            f"the SQLite database {path} is locked for writing by {held}; "
+            f"waited {patience_s:.0f} s. Stop that writer (or point sinks.output "
+            "elsewhere) and start again."
+        ) from None
+    except sqlite3.Error as exc:
+        raise ApiStreamError(f"cannot open the SQLite database {path}: {exc}") from None
+    finally:
+        conn.close()
 
 
 def holders(path: str) -> list[str]:

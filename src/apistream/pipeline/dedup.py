@@ -7,9 +7,9 @@ it is late when its event time is at or below the batch's late cut-off
 Two different keys share an identity with probability ~2^-128 per pair: about 1e-26 for a
 batch of 100k keys checked against 10M kept ones.
 
-The dedup state is the events lake itself: the identities and event times of the batches
-still within the watermark, read from their files (three 64-bit columns; no extra writes and
-nothing to restore after a restart). A key at or below the cut-off can only match late
+The dedup state is the events lake itself: the identities of the batches still within the
+watermark, read from their files (two 64-bit columns; no extra writes and nothing to restore
+after a restart). A key at or below the cut-off can only match late
 records, so a batch drops out of the state once its newest event time falls below it.
 
 Within a batch each record carries a row id (ROW_ID, fixed when the batch is cached); the

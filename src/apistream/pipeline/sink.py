@@ -27,6 +27,7 @@ from apistream.config import Config
 from apistream.lake import RowsFile
 from apistream.pipeline.aggregate import ACCEPTED, window_partials
 from apistream.pipeline.dedup import (
+    KEY_HASHES,
     ROW_ID,
     Chunk,
     DedupState,
@@ -61,6 +62,9 @@ def outcome(cutoff: str | None, repeated: Column) -> Column:
     )
 
 
+VALID_OUTCOMES = (ACCEPTED, "late", "duplicate")
+
+
 def account(rows: list[dict]) -> tuple[dict[str, int], dict[str, int], str | None]:
     """The batch's counts, its quarantine reasons and its newest valid event time, from the
     per-outcome rows of window_partials."""
@@ -81,9 +85,6 @@ def account(rows: list[dict]) -> tuple[dict[str, int], dict[str, int], str | Non
     return counts, reasons, newest
 
 
-VALID_OUTCOMES = (ACCEPTED, "late", "duplicate")
-
-
 HIGH_CARDINALITY = (
     "request_id",
     "event_time",
@@ -92,6 +93,7 @@ HIGH_CARDINALITY = (
     "bytes_sent",
     "client_ip",
     "ingest_time",
+    *KEY_HASHES,
 )
 
 
