@@ -14,15 +14,17 @@ records, so a batch drops out of the state once its newest event time falls belo
 
 Within a batch each record carries a row id (ROW_ID, fixed when the batch is cached); the
 row ids to drop are found by one job (a shuffle and a join of identities only) and applied
-as a filter.
+as a filter (batch_values.row_id_in).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
+
+from apistream.pipeline.batch_values import DEDUP_BOUND, before_dedup_bound
 
 KEYS = ("request_id", "event_time")
 KEY_HASHES = ("key_hash1", "key_hash2")
@@ -37,13 +39,6 @@ def with_key_hashes(df: DataFrame) -> DataFrame:
     return df.withColumns(
         {KEY_HASHES[0]: F.xxhash64(*KEYS), KEY_HASHES[1]: F.xxhash64(F.lit(_SALT), *KEYS)}
     )
-
-
-def key_condition(cutoff: str | None) -> Column:
-    """Event time after the cut-off (everything when there is none)."""
-    if cutoff is None:
-        return F.lit(True)
-    return F.col("event_time") > F.to_timestamp(F.lit(cutoff))
 
 
 @dataclass
@@ -88,24 +83,18 @@ class DedupState:
 
 
 def repeated_rows(candidates: DataFrame, state: DedupState) -> DataFrame:
-    """Row ids of the candidates (ROW_ID, KEY_HASHES, event_time) to drop: every row of an
+    """Row ids of the candidates (ROW_ID, KEY_HASHES, event_time, DEDUP_BOUND from
+    batch_values.with_batch_values) to drop: every row of an
     identity kept earlier, and all but the first row of an identity seen twice within the
     batch. Only 64-bit columns are shuffled or joined, and only candidates no newer than the
     newest kept event can match a kept identity (the key holds the event time): in a stream
     those are a few late and re-delivered ones, broadcast against the kept identities."""
-    ids = candidates.select(ROW_ID, *KEY_HASHES, "event_time")
+    ids = candidates.select(ROW_ID, *KEY_HASHES, "event_time", DEDUP_BOUND)
     order = Window.partitionBy(*KEY_HASHES).orderBy(ROW_ID)
     within = ids.withColumn("n", F.row_number().over(order)).filter("n > 1").select(ROW_ID)
     kept, newest = state.identities(), state.newest
     if kept is None or newest is None:
         return within
-    # `newest` is text to the millisecond: a margin of 1 ms keeps finer event times in.
-    bound = F.to_timestamp(F.lit(newest)) + F.make_interval(secs=F.lit(0.001))
-    older = ids.filter(F.col("event_time") < bound)
-    earlier = kept.join(F.broadcast(older.drop("event_time")), list(KEY_HASHES)).select(ROW_ID)
+    older = ids.filter(before_dedup_bound()).select(ROW_ID, *KEY_HASHES)
+    earlier = kept.join(F.broadcast(older), list(KEY_HASHES)).select(ROW_ID)
     return within.unionByName(earlier)
-
-
-def is_repeated(row_ids: list[int]) -> Column:
-    """True for the rows `repeated_rows` found (a batch's duplicates: a small list)."""
-    return F.col(ROW_ID).isin(row_ids) if row_ids else F.lit(False)

@@ -70,6 +70,8 @@ def checked_records(lines: DataFrame, cfg: Config) -> DataFrame:
     )
 
 
-def slim(records: DataFrame) -> DataFrame:
-    """Only the columns the sink uses; the raw line is kept for quarantined records only."""
-    return records.select(*CHECKED_COLUMNS, F.when(~is_valid(), F.col("raw")).alias("raw"))
+def slim(records: DataFrame, *keep: str) -> DataFrame:
+    """Only the columns the sink uses (and `keep`); the raw line is kept for quarantined
+    records only."""
+    raw = F.when(~is_valid(), F.col("raw")).alias("raw")
+    return records.select(*CHECKED_COLUMNS, *keep, raw)

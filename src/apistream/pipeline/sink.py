@@ -1,6 +1,7 @@
 """The foreachBatch sink of the pipeline query: one pass over each micro-batch.
 
-The checked records of a batch (parsed and validated once, upstream) are persisted once;
+The lines of a batch are parsed and validated once, with the batch's own values as columns
+(batch_values), and the checked records persisted once;
 from them the sink writes the quarantine, drops late records and duplicates against the
 dedup state, writes the new events to the lake, aggregates their window partials, and
 commits the window metrics, finalisation, anomalies and the batch's data-quality account to
@@ -16,6 +17,7 @@ import signal
 import sqlite3
 import time
 from collections import Counter
+from datetime import UTC, datetime
 
 from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -26,13 +28,18 @@ from apistream.catalog import Paths
 from apistream.config import Config
 from apistream.lake import RowsFile
 from apistream.pipeline.aggregate import ACCEPTED, window_partials
+from apistream.pipeline.batch_values import (
+    DEDUP_BOUND,
+    LATE_CUTOFF,
+    after_cutoff,
+    row_id_in,
+    with_batch_values,
+)
 from apistream.pipeline.dedup import (
     KEY_HASHES,
     ROW_ID,
     Chunk,
     DedupState,
-    is_repeated,
-    key_condition,
     repeated_rows,
     with_key_hashes,
 )
@@ -45,18 +52,19 @@ from apistream.pipeline.enrich import (
 )
 from apistream.pipeline.lake_writer import StagedWriter
 from apistream.pipeline.progress import LiveStatus
+from apistream.pipeline.records import checked_records, slim
 from apistream.pipeline.schema import REASONS
 from apistream.pipeline.validate import is_valid
 from apistream.sink_commit import BatchOutput, LakeWriters, apply_batch
 from apistream.window_metrics import late_cutoff
 
 
-def outcome(cutoff: str | None, repeated: Column) -> Column:
+def outcome(repeated: Column) -> Column:
     """What became of each checked record: its quarantine reason, late, duplicate or
     accepted."""
     return (
         F.when(~is_valid(), F.col("reason"))
-        .when(~key_condition(cutoff), F.lit("late"))
+        .when(~after_cutoff(), F.lit("late"))
         .when(repeated, F.lit("duplicate"))
         .otherwise(F.lit(ACCEPTED))
     )
@@ -98,7 +106,8 @@ HIGH_CARDINALITY = (
 
 
 class PipelineSink:
-    """Called by Spark with each micro-batch of checked records (see records.slim)."""
+    """Called by Spark with each micro-batch of raw lines (`value`, `source_file`, and
+    `line_no` for access logs: sources.read_lines)."""
 
     def __init__(self, spark: SparkSession, cfg: Config, paths: Paths, status: LiveStatus):
         self.cfg = cfg
@@ -146,9 +155,14 @@ class PipelineSink:
             return
         cutoff = late_cutoff(store.last_commits(self.conn), batch_id, self.cfg.processing.watermark)
         self.state.evict(cutoff)
-        # The row id and the endpoint are fixed once, in the cache, for every later pass.
+        lines = with_batch_values(
+            batch.sparkSession, batch, datetime.now(UTC), cutoff, self.state.newest
+        )
+        # Parsed and validated once; the row id and the endpoint are fixed once, in the
+        # cache, for every later pass.
         records = (
-            batch.withColumn(ROW_ID, F.monotonically_increasing_id())
+            slim(checked_records(lines, self.cfg), LATE_CUTOFF, DEDUP_BOUND)
+            .withColumn(ROW_ID, F.monotonically_increasing_id())
             .transform(with_endpoint(self.cfg))
             .persist(StorageLevel.MEMORY_AND_DISK)
         )
@@ -161,9 +175,9 @@ class PipelineSink:
         clock = StageClock()
         # First action: parses, validates and caches the whole batch while finding the rows
         # that repeat a key (a few; their ids are collected).
-        candidates = records.filter(is_valid() & key_condition(cutoff)).transform(with_key_hashes)
+        candidates = records.filter(is_valid() & after_cutoff()).transform(with_key_hashes)
         drops = repeated_rows(candidates, self.state).toArrow()
-        repeated = is_repeated(drops.column(ROW_ID).to_pylist())
+        repeated = row_id_in(ROW_ID, drops.column(ROW_ID).to_pylist())
         clock.lap("parse_validate_dedup")
         bad = records.filter(~is_valid()).transform(to_quarantine).coalesce(1)
         self.quarantine.write(bad, batch_id)
@@ -178,7 +192,7 @@ class PipelineSink:
             F.col("latency").alias("latency_ms"),
             status_class(F.col("status_code")).alias("status_class"),
             F.col("nbytes").alias("bytes_sent"),
-            outcome(cutoff, repeated).alias("outcome"),
+            outcome(repeated).alias("outcome"),
         )
         rows = window_partials(checked, self.cfg.processing.window, "outcome").toArrow()
         clock.lap("window_partials")

@@ -1,4 +1,4 @@
-"""Sources: the raw lines of a run (`value`, `source_file`, `ingest_time`) from JSON-lines files
+"""Sources: the raw lines of a run (`value`, `source_file`) from JSON-lines files
 or a Kafka topic. `read_source` picks one by `source.format`; `check_source` fails fast, before
 Spark starts, on an input that cannot be read."""
 
@@ -53,14 +53,13 @@ def read_source(spark: SparkSession, cfg: Config) -> DataFrame:
 
 
 def read_files(spark: SparkSession, cfg: Config) -> DataFrame:
-    """The raw lines of the file source, with their file and the batch's ingest time."""
+    """The raw lines of the file source, with their file."""
     return (
         spark.readStream.format("text")
         .option("maxFilesPerTrigger", cfg.source.max_files_per_trigger)
         .option("pathGlobFilter", cfg.source.glob)
         .load(cfg.source.path)
         .select("value", F.col("_metadata.file_path").alias("source_file"))
-        .withColumn("ingest_time", F.current_timestamp())
     )
 
 
@@ -78,13 +77,9 @@ def read_kafka(spark: SparkSession, cfg: Config) -> DataFrame:
     )
     for name, value in options.items():
         reader = reader.option(f"kafka.{name}", value)
-    return (
-        reader.load()
-        .select(
-            F.col("value").cast("string").alias("value"),
-            F.format_string("kafka:%s/%d/%d", "topic", "partition", "offset").alias("source_file"),
-        )
-        .withColumn("ingest_time", F.current_timestamp())
+    return reader.load().select(
+        F.col("value").cast("string").alias("value"),
+        F.format_string("kafka:%s/%d/%d", "topic", "partition", "offset").alias("source_file"),
     )
 
 
@@ -105,10 +100,8 @@ def read_numbered_lines(spark: SparkSession, cfg: Config) -> DataFrame:
         "source_file", F.size("lines").alias("n"), F.posexplode("lines").alias("line_no", "value")
     )
     # A file ending in a newline splits into a last, empty element that is no line.
-    return (
-        numbered.filter(~((F.col("line_no") == F.col("n") - 1) & (F.col("value") == "")))
-        .select(F.regexp_replace("value", "\r$", "").alias("value"), "line_no", "source_file")
-        .withColumn("ingest_time", F.current_timestamp())
+    return numbered.filter(~((F.col("line_no") == F.col("n") - 1) & (F.col("value") == ""))).select(
+        F.regexp_replace("value", "\r$", "").alias("value"), "line_no", "source_file"
     )
 
 

@@ -29,7 +29,6 @@ from apistream.catalog import PIPELINE_QUERY, Paths
 from apistream.config import Config, spark_interval
 from apistream.errors import ApiStreamError
 from apistream.pipeline.progress import LiveStatus, ProgressRecorder
-from apistream.pipeline.records import checked_records, slim
 from apistream.pipeline.sink import PipelineSink
 from apistream.pipeline.sources import read_lines
 from apistream.sink_commit import flush
@@ -64,10 +63,10 @@ class StreamRun:
 
 
 def start(spark: SparkSession, cfg: Config, spec: QuerySpec, sink: PipelineSink) -> StreamingQuery:
-    """Start the pipeline query: source -> checked records -> sink."""
-    records = slim(checked_records(read_lines(spark, cfg), cfg))
+    """Start the pipeline query: source lines -> sink (which parses and validates them)."""
     return (
-        records.writeStream.queryName(spec.name)
+        read_lines(spark, cfg)
+        .writeStream.queryName(spec.name)
         .option("checkpointLocation", spec.checkpoint)
         .trigger(**spec.trigger)
         .foreachBatch(sink)
