@@ -215,7 +215,7 @@ class KafkaSourceConfig(_Model):
     topic: str = "api-requests"
     partitions: int = Field(default=3, ge=1)
     starting_offsets: str = "earliest"
-    max_offsets_per_trigger: int = Field(default=20_000, ge=1)
+    max_offsets_per_trigger: int = Field(default=200_000, ge=1)
     fail_on_data_loss: bool = True
     connect_timeout: Duration = 15.0
     options: dict[str, str] = Field(default_factory=dict)
@@ -261,7 +261,7 @@ class SourceConfig(_Model):
     format: Literal["json", "kafka"] = "json"
     path: str = "data/incoming"
     glob: str = "*.jsonl"
-    max_files_per_trigger: int = Field(default=4, ge=1)
+    max_files_per_trigger: int = Field(default=10, ge=1)
     kafka: KafkaSourceConfig = KafkaSourceConfig()
 
 

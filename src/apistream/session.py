@@ -16,6 +16,11 @@ from apistream.config import SparkConfig
 from apistream.errors import ApiStreamError
 
 MIN_JAVA = 17
+# HotSpot never JIT-compiles a method over 8000 bytes of bytecode (HugeMethodLimit); Spark's
+# whole-stage code for parsing, validating and templating a batch is just over that, so it ran
+# interpreted: over half of the task time (docs/performance.md). Executors get the same flag
+# from spark.executor.extraJavaOptions in config.yaml.
+JIT_OPTIONS = "-XX:-DontCompileHugeMethods"
 LOG4J = Path(__file__).parent / "resources" / "log4j2.properties"
 _REPO = Path(__file__).resolve().parents[2]
 # Maven packages (Spark's Kafka connector) are resolved by Ivy into the repo's git-ignored cache.
@@ -85,7 +90,8 @@ def build_spark(cfg: SparkConfig, packages: Sequence[str] = ()) -> SparkSession:
         require_java()
         os.environ.setdefault(
             "PYSPARK_SUBMIT_ARGS",
-            f'--driver-java-options "-Dlog4j2.configurationFile=file:{LOG4J}" pyspark-shell',
+            f'--driver-java-options "-Dlog4j2.configurationFile=file:{LOG4J} {JIT_OPTIONS}" '
+            "pyspark-shell",
         )
     builder = SparkSession.builder.appName(cfg.app_name)
     if not under_spark_submit():

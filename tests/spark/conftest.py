@@ -37,6 +37,8 @@ def viz_config(root: Path) -> Config:
     return load_config(
         environ={},
         overrides={
+            # The batching these tests were built for (late events need 2 batches of files).
+            "source.max_files_per_trigger": 4,
             "generator.events": 15_000,
             "generator.rate": 25,
             "generator.seed": 5,

@@ -31,6 +31,8 @@ def lake(spark, tmp_path_factory):
     cfg = load_config(
         environ={},
         overrides={
+            # The batching these tests were built for (late events need 2 batches of files).
+            "source.max_files_per_trigger": 4,
             "generator.events": 60_000,
             "generator.rate": 50,
             "generator.seed": 5,

@@ -23,6 +23,8 @@ def e2e_config(root: Path):
     return load_config(
         environ={},
         overrides={
+            # The batching these tests were built for (late events need 2 batches of files).
+            "source.max_files_per_trigger": 4,
             "generator.events": 60_000,
             "generator.events_per_file": 3_000,
             "generator.rate": 400,

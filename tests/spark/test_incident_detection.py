@@ -19,6 +19,8 @@ def test_incidents_detected_with_high_precision_and_recall(spark, tmp_path, seed
     cfg = load_config(
         environ={},
         overrides={
+            # The batching these tests were built for (late events need 2 batches of files).
+            "source.max_files_per_trigger": 4,
             "generator.events": 100_000,
             "generator.rate": 40,
             "generator.seed": seed,

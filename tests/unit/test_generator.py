@@ -20,6 +20,8 @@ NOW_MS = 1_790_000_000_000  # fixed clock: 2026-09-21
 
 def make_cfg(tmp: Path, **extra):
     overrides = {
+        # The batching these tests were built for (late events need 2 batches of files).
+        "source.max_files_per_trigger": 4,
         "generator.events": 40_000,
         "generator.events_per_file": 2_500,
         "source.path": str(tmp),
