@@ -17,7 +17,6 @@ import signal
 import sqlite3
 import time
 from collections import Counter
-from datetime import UTC, datetime
 
 from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -32,6 +31,7 @@ from apistream.pipeline.batch_values import (
     DEDUP_BOUND,
     LATE_CUTOFF,
     after_cutoff,
+    batch_timestamp,
     row_id_in,
     with_batch_values,
 )
@@ -155,9 +155,9 @@ class PipelineSink:
             return
         cutoff = late_cutoff(store.last_commits(self.conn), batch_id, self.cfg.processing.watermark)
         self.state.evict(cutoff)
-        lines = with_batch_values(
-            batch.sparkSession, batch, datetime.now(UTC), cutoff, self.state.newest
-        )
+        spark = batch.sparkSession
+        ingest_time = batch_timestamp(spark, self.paths.checkpoint, batch_id)
+        lines = with_batch_values(spark, batch, ingest_time, cutoff, self.state.newest)
         # Parsed and validated once; the row id and the endpoint are fixed once, in the
         # cache, for every later pass.
         records = (

@@ -1,6 +1,6 @@
 """The streaming job, wired in one place: the only module that starts a query.
 
-    source --pipeline--> parse -> validate -> foreachBatch(PipelineSink):
+    source lines --pipeline--> foreachBatch(PipelineSink): parse -> validate, cached once
         quarantined records                -> lake/quarantine
         late and duplicates dropped, enrich -> lake/events
         window partials, merged            -> SQLite endpoint_metrics
