@@ -320,6 +320,8 @@ class EnrichmentConfig(_Model):
 
     patterns: tuple[TemplatePattern, ...] = ()
     endpoints_csv: str | None = None
+    # truncate: IPv4 to its /24, IPv6 to its /48 before the lake (GoAccess's --anonymize-ip).
+    client_ip: Literal["keep", "truncate"] = "keep"
 
 
 class LogsConfig(_Model):

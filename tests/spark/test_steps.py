@@ -134,6 +134,26 @@ def test_to_events_joins_dimension_and_keeps_unknown_endpoints(spark):
     assert (known.date, known.hour, known.status_class) == ("2026-11-27", 11, "2xx")
 
 
+def test_client_ips_truncated_to_24_and_48_bits(spark):
+    ips = {
+        "89.55.136.174": "89.55.136.0",
+        "10.0.0.1": "10.0.0.0",
+        "2001:db8:85a3:8d3:1319:8a2e:370:7348": "2001:db8:85a3::",
+        "2001:DB8::1": "2001:db8:0::",
+        "::1": "0:0:0::",
+        "fe80::": "fe80:0:0::",
+        "::ffff:192.0.2.128": "0:0:0::",
+        "-": "-",
+    }
+    lines = [GOOD.replace('"bytes_sent":10', f'"bytes_sent":10,"client_ip":"{ip}"') for ip in ips]
+    valid = check(spark, lines).transform(with_endpoint(CFG)).transform(with_key_hashes)
+    dimension = endpoint_dimension(spark, CFG)
+    kept = valid.transform(to_events(dimension)).select("client_ip").collect()
+    truncated = valid.transform(to_events(dimension, "truncate")).select("client_ip").collect()
+    assert [r.client_ip for r in kept] == list(ips)
+    assert [r.client_ip for r in truncated] == list(ips.values())
+
+
 def test_window_metrics(spark):
     rows = [("2026-11-27 10:00:01", "/a", "GET", 200, "2xx", float(v), 10) for v in range(1, 101)]
     rows += [

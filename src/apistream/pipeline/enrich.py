@@ -54,6 +54,27 @@ def status_class(status: Column) -> Column:
     return F.concat(F.floor(status / 100).cast("string"), F.lit("xx"))
 
 
+_IPV4 = r"^[0-9]{1,3}(\.[0-9]{1,3}){3}$"
+
+
+def truncated_ip(ip: Column) -> Column:
+    """IPv4 to its /24 (a.b.c.0), IPv6 to its /48 (its first three groups once `::` is
+    expanded, then `::`), as GoAccess's --anonymize-ip does; anything else unchanged."""
+    v6 = F.lower(F.trim(ip))
+    halves = F.split(v6, "::", 2)
+    none = F.array().cast("array<string>")
+    head = F.when(halves[0] == "", none).otherwise(F.split(halves[0], ":"))
+    tail = F.when((F.size(halves) < 2) | (halves[1] == ""), none).otherwise(F.split(halves[1], ":"))
+    zeros = F.when(F.size(halves) == 2, 8 - F.size(head) - F.size(tail)).otherwise(0)
+    groups = F.concat(head, F.array_repeat(F.lit("0"), F.greatest(zeros, F.lit(0))), tail)
+    prefix = F.concat(F.concat_ws(":", F.slice(groups, 1, 3)), F.lit("::"))
+    return (
+        F.when(ip.rlike(_IPV4), F.regexp_replace(ip, r"\.[0-9]{1,3}$", ".0"))
+        .when(ip.contains(":"), prefix)
+        .otherwise(ip)
+    )
+
+
 def endpoint_dimension(spark: SparkSession, cfg: Config) -> DataFrame:
     """Endpoint attributes from the config, or from the CSV named in enrichment.endpoints_csv."""
     ddl = "endpoint string, service string, team string, latency_slo_ms double"
@@ -78,11 +99,13 @@ def with_endpoint(cfg: Config) -> Callable[[DataFrame], DataFrame]:
     return transform
 
 
-def to_events(dimension: DataFrame) -> Callable[[DataFrame], DataFrame]:
+def to_events(dimension: DataFrame, client_ip: str = "keep") -> Callable[[DataFrame], DataFrame]:
     """Valid records with `endpoint` and the key hashes -> rows of the events lake
-    (EVENTS_DDL), the endpoint dimension broadcast."""
+    (EVENTS_DDL), the endpoint dimension broadcast; client IPs truncated when `client_ip` is
+    "truncate" (enrichment.client_ip)."""
 
     def transform(df: DataFrame) -> DataFrame:
+        ip = truncated_ip(F.col("client_ip")) if client_ip == "truncate" else F.col("client_ip")
         events = df.select(
             "request_id",
             "event_time",
@@ -93,7 +116,7 @@ def to_events(dimension: DataFrame) -> Callable[[DataFrame], DataFrame]:
             status_class(F.col("status_code")).alias("status_class"),
             F.col("latency").alias("latency_ms"),
             F.col("nbytes").alias("bytes_sent"),
-            "client_ip",
+            ip.alias("client_ip"),
             "user_agent",
             "api_key",
             "ingest_time",

@@ -182,7 +182,9 @@ class PipelineSink:
         bad = records.filter(~is_valid()).transform(to_quarantine).coalesce(1)
         self.quarantine.write(bad, batch_id)
         clock.lap("quarantine_write")
-        events = candidates.filter(~repeated).transform(to_events(self.dimension))
+        events = candidates.filter(~repeated).transform(
+            to_events(self.dimension, self.cfg.enrichment.client_ip)
+        )
         files = self.events.write(events, batch_id)
         clock.lap("events_write")
         checked = records.select(
