@@ -192,3 +192,27 @@ def test_files_are_written_atomically_with_increasing_mtimes(generated):
     assert mtimes == sorted(mtimes) and len(set(mtimes)) == len(mtimes)
     assert not list(tmp.glob(".*.tmp"))
     assert json.loads((tmp / "manifest.json").read_text())["files"] == len(files)
+
+
+@pytest.mark.parametrize("hour", [3, 9, 15, 21])
+def test_incidents_end_inside_the_traffic_at_any_time_of_day(tmp_path, hour):
+    """The daily cycle makes a backfill of N events shorter at the peak (15:00 UTC) and longer
+    at the trough: incidents are placed on the span the events really cover, so each ends
+    two windows before the last event and the detector sees it whole."""
+    day_start = NOW_MS - NOW_MS % 86_400_000
+    now_ms = day_start + hour * 3_600_000
+    cfg = make_cfg(
+        tmp_path,
+        **{
+            "generator.events": 100_000,
+            "generator.rate": 40,
+            "generator.events_per_file": 20_000,
+            "generator.seed": 202,
+            "generator.incidents.random_count": 4,
+        },
+    )
+    m = LogGenerator(cfg, tmp_path, now_ms=now_ms).backfill()
+    last = epoch_ms(m["event_time_max"])
+    assert abs(last - now_ms) < 0.1 * (now_ms - epoch_ms(m["start"]))
+    window_ms = int(cfg.processing.window * 1000)
+    assert [i for i in m["incidents"] if epoch_ms(i["end"]) > last - 2 * window_ms] == []

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from apistream.config import INCIDENT_KINDS, Config, Endpoint
+from apistream.config import INCIDENT_KINDS, Config, Endpoint, GeneratorConfig
 
 USER_AGENTS = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/131.0 Safari/537.36",
@@ -62,6 +62,25 @@ def iso_ms(ms: int) -> str:
 def run_prefix(seed: int, start_ms: int) -> str:
     """A short id prefix, stable for a seed and start, so request ids are reproducible."""
     return hashlib.sha1(f"{seed}:{start_ms}".encode()).hexdigest()[:10]
+
+
+def rate_at(gen: GeneratorConfig, t_ms: float) -> float:
+    """Events per second at a time: the base rate on a daily cycle (peak 15:00 UTC)."""
+    hours = (t_ms / 3_600_000.0) % 24
+    return gen.rate * (1 + gen.daily_amplitude * math.sin(2 * math.pi * (hours - 9) / 24))
+
+
+def span_s(gen: GeneratorConfig, from_ms: int, events: int, backwards: bool = False) -> float:
+    """Seconds of the daily cycle that hold `events`, starting at `from_ms` (or ending there,
+    `backwards`): a run of 100k events at 40/s is 42 min at 09:00 UTC but 34 min at noon."""
+    step, sign, t, spent, left = 60.0, -1 if backwards else 1, float(from_ms), 0.0, float(events)
+    while True:
+        rate = rate_at(gen, t + sign * step * 500)
+        if rate * step >= left:
+            return spent + left / rate
+        left -= rate * step
+        spent += step
+        t += sign * step * 1000
 
 
 def plan_incidents(cfg: Config, start_ms: int, span_s: float, seed: int) -> list[IncidentSpan]:
@@ -132,12 +151,6 @@ class TrafficModel:
         self.user_ip = pl.Series([f"{a}.{b}.{c}.{d}" for a, b, c, d in octets])
         self.user_key = pl.Series([f"key_{i:06d}" for i in range(users)])
         self.seq = 0
-
-    def rate_at(self, t_ms: float) -> float:
-        """Events per second at a time: the base rate on a daily cycle."""
-        hours = (t_ms / 3_600_000.0) % 24
-        amp = self.cfg.generator.daily_amplitude
-        return self.cfg.generator.rate * (1 + amp * math.sin(2 * math.pi * (hours - 9) / 24))
 
     def arrivals(self, t0_ms: int, t1_ms: int, n: int) -> tuple[np.ndarray, np.ndarray]:
         """n arrival times in [t0, t1) with endpoints, after traffic incidents thin or add."""

@@ -34,7 +34,7 @@ import polars as pl
 from apistream.config import DEFECT_KINDS, Config
 from apistream.fields import RAW_FIELDS
 from apistream.generator.defects import corrupt
-from apistream.generator.traffic import TrafficModel, iso_ms, plan_incidents
+from apistream.generator.traffic import TrafficModel, iso_ms, plan_incidents, rate_at, span_s
 
 PLAIN, LATE_WITHIN, LATE_BEYOND = 0, len(DEFECT_KINDS) + 1, len(DEFECT_KINDS) + 2
 MANIFEST = "manifest.json"
@@ -120,14 +120,15 @@ class LogGenerator:
         self.gen = cfg.generator
         self.out = Path(out_dir)
         self.now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-        span_s = self.gen.events / self.gen.rate
         if self.gen.mode == "live":
             self.start_ms = self.now_ms
         elif self.gen.start:
             self.start_ms = int(np.datetime64(self.gen.start.rstrip("Z"), "ms").astype(np.int64))
         else:
-            self.start_ms = (self.now_ms - int(span_s * 1000)) // 1000 * 1000
-        self.incidents = plan_incidents(cfg, self.start_ms, span_s, self.gen.seed)
+            before_now = span_s(self.gen, self.now_ms, self.gen.events, backwards=True)
+            self.start_ms = (self.now_ms - int(before_now * 1000)) // 1000 * 1000
+        span = span_s(self.gen, self.start_ms, self.gen.events)
+        self.incidents = plan_incidents(cfg, self.start_ms, span, self.gen.seed)
         self.model = TrafficModel(cfg, self.incidents, self.gen.seed, self.start_ms)
         self.rng = np.random.default_rng([self.gen.seed, 3])
         self.wm_ms = int(cfg.processing.watermark * 1000)
@@ -311,7 +312,7 @@ class LogGenerator:
         os.replace(tmp, self.out / MANIFEST)
 
     def _file_size(self, t_ms: int, remaining: int) -> int:
-        by_span = int(self.model.rate_at(t_ms) * self.cfg.processing.watermark / 4)
+        by_span = int(rate_at(self.gen, t_ms) * self.cfg.processing.watermark / 4)
         return max(1, min(self.gen.events_per_file, by_span, remaining))
 
     def backfill(self, on_file: Callable[[int], None] = lambda n: None) -> dict[str, Any]:
@@ -320,7 +321,7 @@ class LogGenerator:
         while self.tally.total_events < self.gen.events:
             remaining = self.gen.events - self.tally.total_events
             n = self._file_size(t, remaining)
-            t1 = t + max(1, int(n / self.model.rate_at(t) * 1000))
+            t1 = t + max(1, int(n / rate_at(self.gen, t) * 1000))
             chunk = self.build_chunk(t, t1, n, remaining)
             self.emit(chunk)
             self.write_manifest()
@@ -341,7 +342,7 @@ class LogGenerator:
         while self.tally.total_events < self.gen.events and not stop.is_set():
             t0 = int(next_tick * 1000)
             remaining = self.gen.events - self.tally.total_events
-            n = max(1, min(remaining, int(self.rng.poisson(self.model.rate_at(t0)))))
+            n = max(1, min(remaining, int(self.rng.poisson(rate_at(self.gen, t0)))))
             chunk = self.build_chunk(t0, t0 + 1000, n, remaining)
             next_tick += 1.0
             stop.wait(max(0.0, next_tick - time.time()))  # on stop: flush this second now
