@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup deps demo test test-fast test-spark test-kafka lint clean kafka-up kafka-down screenshots bench bench-quick
+.PHONY: help setup deps demo test test-fast test-spark test-kafka lint clean kafka-up kafka-down screenshots bench bench-quick reliability
 
 help:
 	@echo "make demo       generate ~1M events, stream them, print a summary"
@@ -12,6 +12,7 @@ help:
 	@echo "make test-fast  tests that need no JVM (seconds)"
 	@echo "make test-kafka only the Kafka tests (start their own broker)"
 	@echo "make kafka-up   start a local Kafka broker on 127.0.0.1:9092 (make kafka-down stops it)"
+	@echo "make reliability  run the hostile-input and fault tests, write docs/reliability.md (~10 min)"
 	@echo "make lint       ruff"
 	@echo "make screenshots  README images of the report and dashboard (after make demo)"
 	@echo "make bench      throughput, freshness (files, Kafka), memory, scaling; DuckDB cross-check,"
@@ -65,6 +66,17 @@ bench-quick: setup deps
 	$(BIN)/apistream bench --events 1000000 --scale 1000000 --sweep 4 --live-seconds 90 --warmup 20 \
 		--fresh-rates 50000 --fresh-seconds 60
 
+# docs/reliability.md from the results of the hostile-input and fault tests (JUnit XML).
+RELIABILITY_TESTS := tests/spark/test_hostile_input.py tests/spark/test_crash.py \
+	tests/spark/test_restart.py tests/spark/test_kafka_recovery.py tests/spark/test_long_fields.py \
+	tests/unit/test_preflight.py tests/unit/test_cli.py tests/unit/test_dashboard_host.py
+reliability: setup deps
+	@scripts/check_java.sh
+	@mkdir -p .cache
+	-$(BIN)/pytest -q --junitxml=.cache/reliability.xml $(RELIABILITY_TESTS)
+	$(BIN)/python scripts/reliability_doc.py .cache/reliability.xml > docs/reliability.md
+	@echo "wrote docs/reliability.md"
+
 test-kafka: setup deps
 	@scripts/check_java.sh
 	$(BIN)/pytest -q tests/unit/test_kafka_source.py tests/spark/test_kafka*.py
@@ -77,8 +89,8 @@ kafka-down:
 	@scripts/kafka.sh down
 
 lint: setup
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests scripts
+	$(BIN)/ruff format --check src tests scripts
 
 clean:
 	rm -rf $(VENV) output .pytest_cache .ruff_cache .cache

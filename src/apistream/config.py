@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -315,13 +316,59 @@ class TemplatePattern(_Model):
         return v
 
 
+DEFAULT_HASH_KEY_ENV = "APISTREAM_HASH_KEY"
+MIN_HASH_KEY_CHARS = 16
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
 class EnrichmentConfig(_Model):
-    """Endpoint templating and the endpoint dimension."""
+    """Endpoint templating, the endpoint dimension and what the lake keeps of the caller."""
 
     patterns: tuple[TemplatePattern, ...] = ()
     endpoints_csv: str | None = None
-    # truncate: IPv4 to its /24, IPv6 to its /48 before the lake (GoAccess's --anonymize-ip).
-    client_ip: Literal["keep", "truncate"] = "keep"
+    # truncate: IPv4 to its /24, IPv6 to its /48 before the lake (GoAccess's --anonymize-ip);
+    # hash: a keyed hash (enrich.keyed_hash) instead of the address.
+    client_ip: Literal["keep", "truncate", "hash"] = "keep"
+    # hash: a keyed hash of the api key (the caller id) instead of the key.
+    api_key: Literal["keep", "hash"] = "keep"
+    # The environment variable holding the hash key; the key itself is never a config value.
+    hash_key_env: str = DEFAULT_HASH_KEY_ENV
+
+    @field_validator("hash_key_env")
+    @classmethod
+    def _env_name(cls, v: str) -> str:
+        if not _ENV_NAME.match(v):
+            raise ValueError(f"{v!r} is not an environment variable name")
+        return v
+
+    @property
+    def hashes(self) -> bool:
+        """Whether a column is stored as its keyed hash (so a hash key is needed)."""
+        return self.client_ip == "hash" or self.api_key == "hash"
+
+
+def hash_key(enrichment: EnrichmentConfig, environ: Mapping[str, str]) -> bytes | None:
+    """The key of the keyed hashes (UTF-8 bytes of the variable named by
+    enrichment.hash_key_env), or None when nothing is hashed.
+
+    Raises ConfigError naming the key and the variable (never its value) when a hash is
+    configured and the variable is unset or shorter than MIN_HASH_KEY_CHARS characters.
+    The result is a secret: pass it to Spark only as data (enrich.hash_key_frame), never
+    print, log or inline it as a literal.
+    """
+    if not enrichment.hashes:
+        return None
+    name = enrichment.hash_key_env
+    value = environ.get(name)
+    if value is not None and len(value) >= MIN_HASH_KEY_CHARS:
+        return value.encode()
+    problem = "is not set" if value is None else f"is shorter than {MIN_HASH_KEY_CHARS} characters"
+    hashed = "/".join(k for k in ("client_ip", "api_key") if getattr(enrichment, k) == "hash")
+    raise ConfigError(
+        f"invalid configuration: enrichment.hash_key_env: environment variable {name} {problem} "
+        f"(enrichment.{hashed}: hash needs a secret key of at least {MIN_HASH_KEY_CHARS} "
+        "characters)"
+    )
 
 
 class LogsConfig(_Model):
@@ -466,12 +513,15 @@ def _set_path(tree: dict[str, Any], dotted: list[str], value: Any) -> None:
 ENV_ALIASES = {"APISTREAM_INPUT": ["source", "path"], "APISTREAM_OUTPUT": ["sinks", "output"]}
 
 
-def env_overrides(environ: dict[str, str]) -> list[tuple[list[str], Any]]:
+def env_overrides(
+    environ: Mapping[str, str], skip: frozenset[str] = frozenset()
+) -> list[tuple[list[str], Any]]:
     """APISTREAM_PROCESSING__WINDOW='5 minutes' -> (['processing', 'window'], '5 minutes');
-    APISTREAM_OUTPUT and APISTREAM_INPUT are short for sinks.output and source.path."""
+    APISTREAM_OUTPUT and APISTREAM_INPUT are short for sinks.output and source.path. The
+    variables in `skip` (the hash key's) are secrets, not config values."""
     out = []
     for name, raw in sorted(environ.items()):
-        if not name.startswith(ENV_PREFIX) or name == "APISTREAM_CONFIG":
+        if not name.startswith(ENV_PREFIX) or name == "APISTREAM_CONFIG" or name in skip:
             continue
         if name in ENV_ALIASES:
             out.append((ENV_ALIASES[name], raw))
@@ -519,12 +569,29 @@ def load_config(
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
     if not isinstance(tree, dict):
         raise ConfigError(f"config file {path} must hold a mapping of sections")
-    for keys, value in env_overrides(environ):
+    for keys, value in env_overrides(environ, _hash_key_envs(tree, environ, overrides)):
         _set_path(tree, keys, value)
     for dotted, value in (overrides or {}).items():
         if value is not None:
             _set_path(tree, dotted.split("."), value)
     try:
-        return Config.model_validate(tree)
+        cfg = Config.model_validate(tree)
     except ValidationError as exc:
         raise ConfigError(_format_error(exc, str(path))) from None
+    hash_key(cfg.enrichment, environ)  # fails fast when a hash has no key
+    return cfg
+
+
+def _hash_key_envs(
+    tree: dict[str, Any], environ: Mapping[str, str], overrides: dict[str, Any] | None
+) -> frozenset[str]:
+    """Every name enrichment.hash_key_env may get (default, file, environment, override): an
+    APISTREAM_* hash key variable is no config override."""
+    section = tree.get("enrichment")
+    names = {
+        DEFAULT_HASH_KEY_ENV,
+        section.get("hash_key_env") if isinstance(section, dict) else None,
+        environ.get(f"{ENV_PREFIX}ENRICHMENT__HASH_KEY_ENV"),
+        (overrides or {}).get("enrichment.hash_key_env"),
+    }
+    return frozenset(n for n in names if isinstance(n, str))

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
+import re
 from datetime import datetime
 
 import pytest
@@ -14,6 +18,7 @@ from apistream.pipeline.dedup import with_key_hashes
 from apistream.pipeline.enrich import (
     endpoint_dimension,
     endpoint_template,
+    hash_key_frame,
     status_class,
     to_events,
     with_endpoint,
@@ -43,7 +48,10 @@ def check(spark, lines: list[str]):
         (GOOD, None, None),
         ('{"request_id":"r1","timestamp"', "malformed_json", None),
         ("[1, 2]", "malformed_json", None),
-        ("", "malformed_json", None),
+        ("", "blank_line", None),
+        ("\t ", "blank_line", None),
+        (GOOD.replace("12.5", "NaN"), "wrong_type", "latency_ms"),
+        (GOOD.replace("12.5", '"-Infinity"'), "wrong_type", "latency_ms"),
         (GOOD.replace('"status":200,', ""), "missing_field", "status"),
         (GOOD.replace('"path":"/api/v1/users/42?x=1"', '"path":"  "'), "missing_field", "path"),
         (GOOD.replace('"status":200', '"status":"OK"'), "wrong_type", "status"),
@@ -152,6 +160,74 @@ def test_client_ips_truncated_to_24_and_48_bits(spark):
     truncated = valid.transform(to_events(dimension, "truncate")).select("client_ip").collect()
     assert [r.client_ip for r in kept] == list(ips)
     assert [r.client_ip for r in truncated] == list(ips.values())
+
+
+KEY_A = b"step-test-hash-key-A-0123456789"
+KEY_B = b"step-test-hash-key-B-9876543210"
+
+
+def hmac16(key: bytes, value: str) -> str:
+    """The keyed hash as defined, computed independently: HMAC-SHA256, first 16 hex chars."""
+    return hmac.new(key, value.encode("utf-8"), hashlib.sha256).hexdigest()[:16]
+
+
+def caller_events(spark, callers: list[tuple[str | None, str | None]]):
+    """Valid records with these (client_ip, api_key) pairs; None leaves the field out."""
+    lines = []
+    for ip, api_key in callers:
+        extra = "".join(
+            f',"{name}":{json.dumps(value)}'
+            for name, value in (("client_ip", ip), ("api_key", api_key))
+            if value is not None
+        )
+        lines.append(GOOD.replace('"bytes_sent":10', f'"bytes_sent":10{extra}'))
+    return check(spark, lines).transform(with_endpoint(CFG)).transform(with_key_hashes)
+
+
+CALLERS = [
+    ("89.55.136.174", "k_live_4f9a"),
+    ("2001:db8:85a3:8d3:1319:8a2e:370:7348", "clé-ü-ключ"),
+    ("89.55.136.174", "k_live_4f9a"),
+    ("-", "-"),
+    (None, None),
+    ("10.0.0.1", "k_test_0001"),
+]
+
+
+def test_client_ip_and_api_key_hash_is_hmac_sha256_truncated_to_64_bits(spark):
+    valid = caller_events(spark, CALLERS)
+    dimension = endpoint_dimension(spark, CFG)
+
+    def hashed(key: bytes, client_ip: str = "hash", api_key: str = "hash") -> list[tuple]:
+        events = to_events(dimension, client_ip, api_key, hash_key_frame(spark, key))
+        return [tuple(r) for r in valid.transform(events).select("client_ip", "api_key").collect()]
+
+    def expected(key: bytes, value: str | None) -> str | None:
+        return value if value in (None, "-") else hmac16(key, value)
+
+    with_a = hashed(KEY_A)
+    assert with_a == [(expected(KEY_A, ip), expected(KEY_A, k)) for ip, k in CALLERS]
+    assert all(re.fullmatch("[0-9a-f]{16}", ip) for ip, _ in with_a[:3] + with_a[5:])
+    assert with_a[0] == with_a[2]  # same input, same key: same hash
+    assert with_a[3] == ("-", "-") and with_a[4] == (None, None)
+    assert hashed(KEY_A) == with_a  # and again in another query
+    with_b = hashed(KEY_B)
+    for (ip_a, key_a), (ip_b, key_b), (ip, api_key) in zip(with_a, with_b, CALLERS, strict=True):
+        assert (ip_a == ip_b) == (ip in (None, "-")), ip
+        assert (key_a == key_b) == (api_key in (None, "-")), api_key
+    # Each column by its own option.
+    assert hashed(KEY_A, api_key="keep") == [(expected(KEY_A, ip), k) for ip, k in CALLERS]
+    assert hashed(KEY_A, client_ip="keep") == [(ip, expected(KEY_A, k)) for ip, k in CALLERS]
+    truncated = ["89.55.136.0", "2001:db8:85a3::", "89.55.136.0", "-", None, "10.0.0.0"]
+    assert hashed(KEY_A, client_ip="truncate") == [
+        (ip, expected(KEY_A, k)) for ip, (_, k) in zip(truncated, CALLERS, strict=True)
+    ]
+
+
+def test_hashing_without_the_key_frame_is_refused(spark):
+    dimension = endpoint_dimension(spark, CFG)
+    with pytest.raises(ValueError, match="hash_key frame"):
+        to_events(dimension, "keep", "hash")
 
 
 def test_window_metrics(spark):

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from apistream.config import load_config, parse_duration, spark_interval
+from apistream.config import hash_key, load_config, parse_duration, spark_interval
 from apistream.errors import ConfigError
 
 
@@ -101,3 +101,55 @@ def test_config_is_immutable():
 def test_output_and_input_aliases():
     cfg = load_config(environ={"APISTREAM_OUTPUT": "/runs/a", "APISTREAM_INPUT": "/logs"})
     assert (cfg.sinks.output, cfg.source.path) == ("/runs/a", "/logs")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "hashed"),
+    [
+        ({"enrichment.client_ip": "hash"}, "enrichment.client_ip"),
+        ({"enrichment.api_key": "hash"}, "enrichment.api_key"),
+    ],
+)
+def test_a_hash_without_its_key_fails_naming_the_key_and_the_variable(overrides, hashed):
+    with pytest.raises(ConfigError) as err:
+        load_config(environ={}, overrides=overrides)
+    message = str(err.value)
+    assert "\n" not in message
+    assert "enrichment.hash_key_env" in message
+    assert "environment variable APISTREAM_HASH_KEY is not set" in message
+    assert hashed in message
+
+
+def test_a_short_hash_key_fails_without_showing_it():
+    env = {"MY_PEPPER": "tooshort-123456"}  # 15 characters
+    with pytest.raises(ConfigError) as err:
+        load_config(environ=env, overrides={"enrichment.client_ip": "hash"})
+    assert "environment variable APISTREAM_HASH_KEY is not set" in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        load_config(
+            environ=env,
+            overrides={"enrichment.api_key": "hash", "enrichment.hash_key_env": "MY_PEPPER"},
+        )
+    message = str(err.value)
+    assert "enrichment.hash_key_env" in message
+    assert "MY_PEPPER is shorter than 16 characters" in message
+    assert "tooshort-123456" not in message
+
+
+def test_hash_key_comes_from_the_named_variable_and_is_no_config_override():
+    key = "x" * 16
+    cfg = load_config(
+        environ={"APISTREAM_HASH_KEY": key},
+        overrides={"enrichment.client_ip": "hash", "enrichment.api_key": "hash"},
+    )
+    assert (cfg.enrichment.client_ip, cfg.enrichment.api_key) == ("hash", "hash")
+    assert hash_key(cfg.enrichment, {"APISTREAM_HASH_KEY": key}) == key.encode()
+    assert key not in repr(cfg) and key not in str(cfg.model_dump())
+    # An APISTREAM_* key variable is not read as a config key (it would be "hash_key:
+    # unknown key"), also when it is not the default one and nothing is hashed.
+    env = {"APISTREAM_PEPPER": key, "APISTREAM_ENRICHMENT__HASH_KEY_ENV": "APISTREAM_PEPPER"}
+    assert load_config(environ=env).enrichment.hash_key_env == "APISTREAM_PEPPER"
+    assert load_config(environ={"APISTREAM_HASH_KEY": key}).enrichment.client_ip == "keep"
+    assert hash_key(load_config(environ={}).enrichment, {}) is None
+    with pytest.raises(ConfigError, match=r"enrichment\.hash_key_env: 'A-B' is not an environment"):
+        load_config(environ={}, overrides={"enrichment.hash_key_env": "A-B"})

@@ -8,7 +8,7 @@ from pyspark.sql import functions as F
 
 from apistream.config import Config, Endpoint, TemplatePattern
 from apistream.pipeline.dedup import KEY_HASHES
-from apistream.pipeline.schema import EVENT_COLUMNS
+from apistream.pipeline.schema import EVENT_COLUMNS, QUARANTINE_COLUMNS
 
 _PLACEHOLDER = re.compile(r"\{[^/{}]+\}")
 # Default normalisation of id-like path segments, applied when no template matches.
@@ -75,6 +75,31 @@ def truncated_ip(ip: Column) -> Column:
     )
 
 
+# The one column of hash_key_frame; dropped again by to_events.
+HASH_KEY = "hash_key_"
+# Hex characters kept of a keyed hash: 16, i.e. its first 64 bits.
+HASH_HEX_CHARS = 16
+
+
+def hash_key_frame(spark: SparkSession, key: bytes) -> DataFrame:
+    """The hash key (config.hash_key) as the one binary value of a one-row DataFrame.
+
+    Broadcast and cross-joined, the key is data, not part of the query: a plan prints a
+    Python-made DataFrame as its columns only (`Scan ExistingRDD[hash_key_#3]`), whereas
+    `F.lit(key)` prints its bytes in every explain, the SQL UI, event logs and error messages.
+    """
+    return spark.createDataFrame([(bytearray(key),)], f"{HASH_KEY} binary")
+
+
+def keyed_hash(value: Column, key: Column) -> Column:
+    """HMAC-SHA256 (RFC 2104; Spark's built-in `hmac`) of the value's UTF-8 bytes under the
+    binary `key`, as the first HASH_HEX_CHARS (16) lowercase hex characters of the MAC, i.e.
+    its first 64 bits: `hmac.new(key, value.encode(), sha256).hexdigest()[:16]` in Python.
+    Null and '-' (an access log's "none") stay as they are."""
+    mac = F.lower(F.substring(F.hex(F.hmac(key, F.encode(value, "UTF-8"))), 1, HASH_HEX_CHARS))
+    return F.when(value.isNull() | (value == "-"), value).otherwise(mac)
+
+
 def endpoint_dimension(spark: SparkSession, cfg: Config) -> DataFrame:
     """Endpoint attributes from the config, or from the CSV named in enrichment.endpoints_csv."""
     ddl = "endpoint string, service string, team string, latency_slo_ms double"
@@ -99,13 +124,31 @@ def with_endpoint(cfg: Config) -> Callable[[DataFrame], DataFrame]:
     return transform
 
 
-def to_events(dimension: DataFrame, client_ip: str = "keep") -> Callable[[DataFrame], DataFrame]:
+def to_events(
+    dimension: DataFrame,
+    client_ip: str = "keep",
+    api_key: str = "keep",
+    hash_key: DataFrame | None = None,
+) -> Callable[[DataFrame], DataFrame]:
     """Valid records with `endpoint` and the key hashes -> rows of the events lake
-    (EVENTS_DDL), the endpoint dimension broadcast; client IPs truncated when `client_ip` is
-    "truncate" (enrichment.client_ip)."""
+    (EVENTS_DDL), the endpoint dimension broadcast. Client IPs are truncated when `client_ip`
+    is "truncate" (enrichment.client_ip); client IPs and api keys are replaced by their
+    keyed_hash when `client_ip` / `api_key` is "hash" (enrichment.api_key), under the key
+    of `hash_key` (hash_key_frame), broadcast."""
+    hashing = "hash" in (client_ip, api_key)
+    if hashing and hash_key is None:
+        raise ValueError("hashing client_ip or api_key needs the hash_key frame")
 
     def transform(df: DataFrame) -> DataFrame:
-        ip = truncated_ip(F.col("client_ip")) if client_ip == "truncate" else F.col("client_ip")
+        key = F.col(HASH_KEY)
+        ip = F.col("client_ip")
+        if client_ip == "truncate":
+            ip = truncated_ip(ip)
+        elif client_ip == "hash":
+            ip = keyed_hash(ip, key)
+        caller = keyed_hash(F.col("api_key"), key) if api_key == "hash" else F.col("api_key")
+        if hashing:
+            df = df.crossJoin(F.broadcast(hash_key))
         events = df.select(
             "request_id",
             "event_time",
@@ -118,7 +161,7 @@ def to_events(dimension: DataFrame, client_ip: str = "keep") -> Callable[[DataFr
             F.col("nbytes").alias("bytes_sent"),
             ip.alias("client_ip"),
             "user_agent",
-            "api_key",
+            caller.alias("api_key"),
             "ingest_time",
             "source_file",
             *KEY_HASHES,
@@ -132,12 +175,7 @@ def to_events(dimension: DataFrame, client_ip: str = "keep") -> Callable[[DataFr
 
 
 def to_quarantine(df: DataFrame) -> DataFrame:
-    """Parsed records with a reason -> rows of the quarantine (raw text kept)."""
-    return df.select(
-        "raw",
-        "reason",
-        "detail",
-        "source_file",
-        "ingest_time",
-        F.date_format("ingest_time", "yyyy-MM-dd").alias("ingest_date"),
-    )
+    """Parsed records with a reason -> rows of the quarantine (QUARANTINE_DDL: raw text kept,
+    and the exact bytes of a line that is not UTF-8)."""
+    dated = df.withColumn("ingest_date", F.date_format("ingest_time", "yyyy-MM-dd"))
+    return dated.select(*QUARANTINE_COLUMNS)

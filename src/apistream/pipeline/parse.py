@@ -9,9 +9,11 @@ _NUMBER = r"^\d+(\.\d+)?(E\d+)?$"
 
 
 def to_timestamp_lenient(col: Column) -> Column:
-    """ISO-8601 text (any offset), epoch seconds or epoch milliseconds -> timestamp, else null.
+    """ISO-8601 text (any offset) or an epoch number -> timestamp, else null.
 
-    A number from 1e8 up to 1e11 is read as seconds, from 1e11 on as milliseconds.
+    An epoch number is read by its size: from 1e8 as seconds, from 1e11 as milliseconds, from
+    1e14 as microseconds and from 1e17 up to 1e20 as nanoseconds (each unit's range covers
+    1973-5138); any other number is no timestamp.
     """
     text = F.trim(col)
     # ISO-8601 shape (yyyy-MM-dd[T ]HH:mm...) by its separators, cheaper than a regex per
@@ -28,10 +30,23 @@ def to_timestamp_lenient(col: Column) -> Column:
     return F.when(iso, text.try_cast("timestamp")).otherwise(epoch)
 
 
+def epoch_seconds(number: Column) -> Column:
+    """Epoch seconds (a double, e.g. nginx's $msec) -> timestamp; null, not an overflow error,
+    past year 5138 or before 1970."""
+    return F.when(number.between(0, 1e11), F.timestamp_micros((number * 1e6).try_cast("long")))
+
+
 def _epoch_micros(number: Column) -> Column:
-    """Epoch seconds (from 1e8) or milliseconds (from 1e11) -> microseconds, else null."""
-    scale = F.when(number >= 1e11, F.lit(1_000)).when(number >= 1e8, F.lit(1_000_000))
-    return (number * scale).cast("long")
+    """Epoch s / ms / µs / ns by magnitude (see to_timestamp_lenient) -> microseconds, else
+    null; never an overflow error, whatever the number."""
+    scale = (
+        F.when(number >= 1e20, F.lit(None))
+        .when(number >= 1e17, F.lit(0.001))
+        .when(number >= 1e14, F.lit(1.0))
+        .when(number >= 1e11, F.lit(1_000.0))
+        .when(number >= 1e8, F.lit(1_000_000.0))
+    )
+    return (number * scale).try_cast("long")
 
 
 def blank_to_null(col: Column) -> Column:

@@ -9,7 +9,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from apistream.ingest import formats as fm
-from apistream.pipeline.parse import to_timestamp_lenient
+from apistream.pipeline.parse import epoch_seconds, to_timestamp_lenient
 from apistream.pipeline.schema import RAW_FIELDS
 
 ABSOLUTE_URL = r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^/]*"
@@ -34,7 +34,7 @@ def _event_time(fmt: fm.CompiledFormat, text: Column) -> Column:
         local = F.try_to_timestamp(text, F.lit("dd/MMM/yyyy:HH:mm:ss.SSS"))
         return F.to_utc_timestamp(local, fmt.timezone)
     if fmt.has(fm.TIME_EPOCH):
-        return F.timestamp_seconds(text.try_cast("double"))
+        return epoch_seconds(text.try_cast("double"))
     return to_timestamp_lenient(text)
 
 

@@ -17,6 +17,8 @@ RAW_SCHEMA = StructType(
 # One reason per quarantined record: the first rule it breaks, in this order.
 REASONS = (
     "line_too_long",
+    "invalid_utf8",
+    "blank_line",
     "malformed_json",
     "unparseable_line",
     "missing_field",
@@ -39,7 +41,7 @@ EVENTS_DDL = (
 EVENT_COLUMNS = tuple(c.strip().split(" ")[0] for c in EVENTS_DDL.split(","))
 
 QUARANTINE_DDL = (
-    "raw string, reason string, detail string, source_file string, ingest_time timestamp, "
-    "ingest_date string"
+    "raw string, raw_bytes binary, reason string, detail string, source_file string, "
+    "ingest_time timestamp, ingest_date string"
 )
 QUARANTINE_COLUMNS = tuple(c.strip().split(" ")[0] for c in QUARANTINE_DDL.split(","))

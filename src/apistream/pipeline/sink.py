@@ -24,7 +24,7 @@ from pyspark.sql import functions as F
 
 from apistream import sqlite_store as store
 from apistream.catalog import Paths
-from apistream.config import Config
+from apistream.config import Config, hash_key
 from apistream.lake import RowsFile
 from apistream.pipeline.aggregate import ACCEPTED, window_partials
 from apistream.pipeline.batch_values import (
@@ -45,6 +45,7 @@ from apistream.pipeline.dedup import (
 )
 from apistream.pipeline.enrich import (
     endpoint_dimension,
+    hash_key_frame,
     status_class,
     to_events,
     to_quarantine,
@@ -67,6 +68,21 @@ def outcome(repeated: Column) -> Column:
         .when(~after_cutoff(), F.lit("late"))
         .when(repeated, F.lit("duplicate"))
         .otherwise(F.lit(ACCEPTED))
+    )
+
+
+def outcome_rows(records: DataFrame, repeated: Column) -> DataFrame:
+    """Checked records (with `endpoint`) -> what window_partials aggregates: each record's
+    outcome and, for a valid one, its measures."""
+    return records.select(
+        "event_time",
+        "endpoint",
+        "method",
+        # Only a valid record's latency is a number to aggregate (not NaN or 1e300).
+        F.when(is_valid(), F.col("latency")).alias("latency_ms"),
+        status_class(F.col("status_code")).alias("status_class"),
+        F.col("nbytes").alias("bytes_sent"),
+        outcome(repeated).alias("outcome"),
     )
 
 
@@ -114,6 +130,10 @@ class PipelineSink:
         self.paths = paths
         self.status = status
         self.dimension = endpoint_dimension(spark, cfg)
+        # enrichment.client_ip / api_key: hash; the key is read from the environment here and
+        # reaches Spark only as the data of a broadcast DataFrame, never in a plan.
+        key = hash_key(cfg.enrichment, os.environ)
+        self.hash_key = None if key is None else hash_key_frame(spark, key)
         self.events = StagedWriter(
             spark,
             paths.events,
@@ -182,20 +202,13 @@ class PipelineSink:
         bad = records.filter(~is_valid()).transform(to_quarantine).coalesce(1)
         self.quarantine.write(bad, batch_id)
         clock.lap("quarantine_write")
+        enrichment = self.cfg.enrichment
         events = candidates.filter(~repeated).transform(
-            to_events(self.dimension, self.cfg.enrichment.client_ip)
+            to_events(self.dimension, enrichment.client_ip, enrichment.api_key, self.hash_key)
         )
         files = self.events.write(events, batch_id)
         clock.lap("events_write")
-        checked = records.select(
-            "event_time",
-            "endpoint",
-            "method",
-            F.col("latency").alias("latency_ms"),
-            status_class(F.col("status_code")).alias("status_class"),
-            F.col("nbytes").alias("bytes_sent"),
-            outcome(repeated).alias("outcome"),
-        )
+        checked = outcome_rows(records, repeated)
         rows = window_partials(checked, self.cfg.processing.window, "outcome").toArrow()
         clock.lap("window_partials")
         rows = rows.to_pylist()  # per outcome, window x endpoint x bucket: small

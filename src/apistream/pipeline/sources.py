@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from apistream.config import Config, resolve_secrets
@@ -92,17 +92,25 @@ def read_numbered_lines(spark: SparkSession, cfg: Config) -> DataFrame:
         .option("maxFilesPerTrigger", cfg.source.max_files_per_trigger)
         .option("pathGlobFilter", cfg.source.glob)
         .load(cfg.source.path)
-        .select(
-            F.split("value", "\n").alias("lines"), F.col("_metadata.file_path").alias("source_file")
-        )
+        .select(split_lines(F.col("value")).alias("lines"), "_metadata.file_path")
+        .withColumnRenamed("file_path", "source_file")
     )
     numbered = files.select(
         "source_file", F.size("lines").alias("n"), F.posexplode("lines").alias("line_no", "value")
     )
     # A file ending in a newline splits into a last, empty element that is no line.
-    return numbered.filter(~((F.col("line_no") == F.col("n") - 1) & (F.col("value") == ""))).select(
-        F.regexp_replace("value", "\r$", "").alias("value"), "line_no", "source_file"
+    return numbered.filter(~((F.col("line_no") == F.col("n") - 1) & (F.col("value") == "")))
+
+
+def split_lines(text: Column) -> Column:
+    """A file's text -> its lines (LF or CRLF ends), byte for byte. Splitting goes through
+    Java strings, which replace bytes that are not UTF-8; a file holding any is split as
+    Latin-1 (one char per byte) and each line turned back into its exact bytes."""
+    as_latin1 = F.decode(text.cast("binary"), "ISO-8859-1")
+    exact = F.transform(
+        F.split(as_latin1, "\r?\n"), lambda line: F.encode(line, "ISO-8859-1").cast("string")
     )
+    return F.when(F.is_valid_utf8(text), F.split(text, "\r?\n")).otherwise(exact)
 
 
 def read_lines(spark: SparkSession, cfg: Config) -> DataFrame:

@@ -8,6 +8,8 @@ from pyspark.sql import functions as F
 from apistream.config import ValidationConfig
 from apistream.pipeline.schema import REASONS, REQUIRED_FIELDS
 
+WHITESPACE = " \t\r\f\v"
+
 # Raw string field -> the typed column parse.py derived from it.
 TYPED = {
     "timestamp": "event_time",
@@ -23,10 +25,15 @@ def first_missing_field(required: Sequence[str] = REQUIRED_FIELDS) -> Column:
 
 
 def first_wrong_type() -> Column:
-    """Name of the first field present but not convertible to its type, else null."""
+    """Name of the first field present but not convertible to its type, else null. A latency
+    of NaN or ±Infinity (bare or quoted) is of the wrong type too: no request takes that long."""
+    latency = F.col("latency")
+    finite_latency = ~F.isnan(latency) & (F.abs(latency) != F.lit(float("inf")))
+    converted = {typed: F.col(typed).isNotNull() for typed in TYPED.values()}
+    converted["latency"] = converted["latency"] & finite_latency
     return F.coalesce(
         *[
-            F.when(F.col(raw).isNotNull() & F.col(typed).isNull(), F.lit(raw))
+            F.when(F.col(raw).isNotNull() & ~converted[typed], F.lit(raw))
             for raw, typed in TYPED.items()
         ]
     )
@@ -46,6 +53,8 @@ def rules(
     missing = first_missing_field(required)
     checks: list[tuple[str, Column, Column | None]] = [
         ("line_too_long", F.col("line_bytes") > limits.max_line_bytes, F.col("line_bytes")),
+        ("invalid_utf8", ~F.is_valid_utf8("raw"), None),
+        ("blank_line", F.trim("raw", F.lit(WHITESPACE)) == "", None),
         (malformed, F.col("is_malformed"), None),
         ("missing_field", missing.isNotNull(), missing),
         ("wrong_type", first_wrong_type().isNotNull(), first_wrong_type()),
@@ -86,6 +95,8 @@ def with_quarantine_reason(
         checks = rules(limits, required, malformed)
         if "line_bytes" not in df.columns:  # lines not from records.checked_records
             checks = [c for c in checks if c[0] != "line_too_long"]
+        if "raw" not in df.columns:  # records built without their line (tests)
+            checks = [c for c in checks if c[0] not in ("invalid_utf8", "blank_line")]
         reason: Column | None = None
         for name, broken, _ in checks:
             reason = F.when(broken, name) if reason is None else reason.when(broken, name)
