@@ -261,7 +261,7 @@ class SourceConfig(_Model):
 
     format: Literal["json", "kafka"] = "json"
     path: str = "data/incoming"
-    glob: str = "*.jsonl"
+    glob: str = "*.{jsonl,jsonl.gz,jsonl.bz2}"
     max_files_per_trigger: int = Field(default=10, ge=1)
     kafka: KafkaSourceConfig = KafkaSourceConfig()
 

@@ -12,7 +12,6 @@ for the same reason (`row_id_in`).
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -43,24 +42,6 @@ def with_batch_values(
     bound = _utc(newest) + timedelta(milliseconds=1) if newest is not None else None
     values = spark.createDataFrame([(ingest_time, _utc(cutoff), bound)], _DDL)
     return lines.crossJoin(F.broadcast(values))
-
-
-def batch_timestamp(spark: SparkSession, checkpoint: str, batch_id: int) -> datetime:
-    """The batch's timestamp, as Spark logged it in the checkpoint's offset log before running
-    the batch (what `current_timestamp()` gives in a stream), so a replayed batch gets the same
-    ingest time and the same future/stale verdicts. Read through Hadoop's FileSystem, so
-    checkpoints on object stores work alike."""
-    jvm = spark.sparkContext._jvm
-    path = jvm.org.apache.hadoop.fs.Path(f"{checkpoint.rstrip('/')}/offsets/{batch_id}")
-    fs = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
-    stream = fs.open(path)
-    try:
-        text = jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
-    finally:
-        stream.close()
-    # Line 1 is the log's version, line 2 the batch's metadata, then one line per source.
-    millis = json.loads(text.splitlines()[1])["batchTimestampMs"]
-    return datetime.fromtimestamp(millis / 1000, UTC)
 
 
 def _utc(text: str | None) -> datetime | None:

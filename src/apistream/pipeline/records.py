@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from apistream.config import Config
@@ -13,7 +13,12 @@ from apistream.ingest.formats import compile_format
 from apistream.pipeline.parse import parse_json_lines
 from apistream.pipeline.parse_access import parse_access_lines, parse_mapped_json
 from apistream.pipeline.schema import ACCESS_LOG_REQUIRED
-from apistream.pipeline.validate import is_valid, with_quarantine_reason
+from apistream.pipeline.validate import (
+    FILE_ERROR,
+    FILE_PROBLEM,
+    is_valid,
+    with_quarantine_reason,
+)
 
 # What the sink needs of a checked record: the event fields for a valid one, the raw line
 # and the reason for a quarantined one.
@@ -49,6 +54,21 @@ def cap_line_length(max_bytes: int) -> Callable[[DataFrame], DataFrame]:
         return lines.withColumns({"line_bytes": size, "value": cut.otherwise(F.col("value"))})
 
     return transform
+
+
+def with_unreadable_files(
+    spark: SparkSession, lines: DataFrame, unreadable: dict[str, tuple[str, str]]
+) -> DataFrame:
+    """The batch's lines plus one record per file it could not read whole (URI -> (reason,
+    error), file_checks.unreadable_files), quarantined with that reason; the lines of a
+    damaged archive up to the damage are in `lines`."""
+    if not unreadable:
+        return lines
+    rows = [
+        (f"{why}: {error}", uri, why, error) for uri, (why, error) in sorted(unreadable.items())
+    ]
+    ddl = f"value string, source_file string, {FILE_PROBLEM} string, {FILE_ERROR} string"
+    return lines.unionByName(spark.createDataFrame(rows, ddl), allowMissingColumns=True)
 
 
 def checked_records(lines: DataFrame, cfg: Config) -> DataFrame:

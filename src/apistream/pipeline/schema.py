@@ -16,6 +16,8 @@ RAW_SCHEMA = StructType(
 
 # One reason per quarantined record: the first rule it breaks, in this order.
 REASONS = (
+    "missing_file",
+    "corrupt_archive",
     "line_too_long",
     "invalid_utf8",
     "blank_line",

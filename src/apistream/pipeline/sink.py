@@ -25,16 +25,17 @@ from pyspark.sql import functions as F
 from apistream import sqlite_store as store
 from apistream.catalog import Paths
 from apistream.config import Config, hash_key
+from apistream.ingest.file_checks import unreadable_files
 from apistream.lake import RowsFile
 from apistream.pipeline.aggregate import ACCEPTED, window_partials
 from apistream.pipeline.batch_values import (
     DEDUP_BOUND,
     LATE_CUTOFF,
     after_cutoff,
-    batch_timestamp,
     row_id_in,
     with_batch_values,
 )
+from apistream.pipeline.checkpoint_log import batch_files, batch_timestamp
 from apistream.pipeline.dedup import (
     KEY_HASHES,
     ROW_ID,
@@ -53,7 +54,7 @@ from apistream.pipeline.enrich import (
 )
 from apistream.pipeline.lake_writer import StagedWriter
 from apistream.pipeline.progress import LiveStatus
-from apistream.pipeline.records import checked_records, slim
+from apistream.pipeline.records import checked_records, slim, with_unreadable_files
 from apistream.pipeline.schema import REASONS
 from apistream.pipeline.validate import is_valid
 from apistream.sink_commit import BatchOutput, LakeWriters, apply_batch
@@ -177,6 +178,9 @@ class PipelineSink:
         self.state.evict(cutoff)
         spark = batch.sparkSession
         ingest_time = batch_timestamp(spark, self.paths.checkpoint, batch_id)
+        if self.cfg.source.format == "json":  # files (of any log format), not Kafka
+            files = batch_files(spark, self.paths.checkpoint, batch_id)
+            batch = with_unreadable_files(spark, batch, unreadable_files(files))
         lines = with_batch_values(spark, batch, ingest_time, cutoff, self.state.newest)
         # Parsed and validated once; the row id and the endpoint are fixed once, in the
         # cache, for every later pass.

@@ -56,6 +56,10 @@ def read_files(spark: SparkSession, cfg: Config) -> DataFrame:
     """The raw lines of the file source, with their file."""
     return (
         spark.readStream.format("text")
+        # A damaged .gz/.bz2 is read up to the damage, a removed file skipped; the sink counts
+        # both (ingest/file_checks.py).
+        .option("ignoreCorruptFiles", "true")
+        .option("ignoreMissingFiles", "true")
         .option("maxFilesPerTrigger", cfg.source.max_files_per_trigger)
         .option("pathGlobFilter", cfg.source.glob)
         .load(cfg.source.path)
@@ -89,6 +93,8 @@ def read_numbered_lines(spark: SparkSession, cfg: Config) -> DataFrame:
     files = (
         spark.readStream.format("text")
         .option("wholetext", True)
+        .option("ignoreCorruptFiles", "true")
+        .option("ignoreMissingFiles", "true")
         .option("maxFilesPerTrigger", cfg.source.max_files_per_trigger)
         .option("pathGlobFilter", cfg.source.glob)
         .load(cfg.source.path)

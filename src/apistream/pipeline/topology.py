@@ -19,6 +19,7 @@ import threading
 from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass
+from pathlib import Path
 
 from pyspark.errors import StreamingQueryException
 from pyspark.sql import SparkSession
@@ -106,7 +107,7 @@ def run_stream(
                 break
             tick()
         _stop_between_batches(query)
-        _raise_if_failed(query)
+        _raise_if_failed(query, cfg, paths)
         recorder.wait_terminated(str(query.runId))
         if until_idle and not stop.is_set():
             with closing(sqlite_store.connect(paths.sqlite)) as conn:
@@ -145,13 +146,24 @@ def _last_batch(query: StreamingQuery) -> int:
     return int(progress["batchId"]) if progress else -1
 
 
-def _raise_if_failed(query: StreamingQuery) -> None:
+def _raise_if_failed(query: StreamingQuery, cfg: Config, paths: Paths) -> None:
     try:
         exc = query.exception()
     except StreamingQueryException as e:
         exc = e
-    if exc is not None:
-        raise ApiStreamError(f"query '{query.name}' failed: {_first_line(exc)}")
+    if exc is None:
+        return
+    inbox = Path(cfg.source.path)
+    if cfg.source.format == "json" and not inbox.is_dir():
+        t = sqlite_store.read_totals(paths.sqlite)
+        raise ApiStreamError(
+            f"input directory {inbox} disappeared while the stream ran. Every batch committed "
+            f"before is kept: input {t['input']:,} = valid {t['valid']:,} + quarantined "
+            f"{t['quarantined']:,} + duplicates {t['duplicates']:,} + late {t['late']:,} "
+            f"({paths.sqlite}). Restore the directory (or set source.path) and run again to "
+            "go on from the checkpoint."
+        )
+    raise ApiStreamError(f"query '{query.name}' failed: {_first_line(exc)}")
 
 
 _CAUSE = re.compile(r"((?:[a-z][\w$]*\.)+[A-Z][\w$]*(?:Exception|Error)): ?(.*)")

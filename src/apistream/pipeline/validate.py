@@ -8,6 +8,11 @@ from pyspark.sql import functions as F
 from apistream.config import ValidationConfig
 from apistream.pipeline.schema import REASONS, REQUIRED_FIELDS
 
+# Set only on the one record that stands for a file the batch could not read whole
+# (records.with_unreadable_files): its reason, one of FILE_PROBLEMS, and the error.
+FILE_PROBLEM = "file_problem"
+FILE_ERROR = "file_error"
+FILE_PROBLEMS = ("missing_file", "corrupt_archive")
 WHITESPACE = " \t\r\f\v"
 
 # Raw string field -> the typed column parse.py derived from it.
@@ -52,6 +57,8 @@ def rules(
     now = F.col("ingest_time")
     missing = first_missing_field(required)
     checks: list[tuple[str, Column, Column | None]] = [
+        ("missing_file", F.col(FILE_PROBLEM) == "missing_file", F.col(FILE_ERROR)),
+        ("corrupt_archive", F.col(FILE_PROBLEM) == "corrupt_archive", F.col(FILE_ERROR)),
         ("line_too_long", F.col("line_bytes") > limits.max_line_bytes, F.col("line_bytes")),
         ("invalid_utf8", ~F.is_valid_utf8("raw"), None),
         ("blank_line", F.trim("raw", F.lit(WHITESPACE)) == "", None),
@@ -95,6 +102,8 @@ def with_quarantine_reason(
         checks = rules(limits, required, malformed)
         if "line_bytes" not in df.columns:  # lines not from records.checked_records
             checks = [c for c in checks if c[0] != "line_too_long"]
+        if FILE_PROBLEM not in df.columns:  # every file of this batch was read whole
+            checks = [c for c in checks if c[0] not in FILE_PROBLEMS]
         if "raw" not in df.columns:  # records built without their line (tests)
             checks = [c for c in checks if c[0] not in ("invalid_utf8", "blank_line")]
         reason: Column | None = None
