@@ -41,13 +41,14 @@ def run(spark, tmp_path_factory):
     root = tmp_path_factory.mktemp("compressed")
     inbox = root / "in"
     inbox.mkdir()
-    n = 20_000
+    n = 8_000
+    half = lambda data: data[: len(data) // 2]  # noqa: E731
     files = {
         "plain.jsonl": records("plain", n),
         "good.jsonl.gz": gzip.compress(records("gz", n)),
         "good.jsonl.bz2": bz2.compress(records("bz2", n)),
-        "cut.jsonl.gz": gzip.compress(records("cutgz", n))[:30_000],
-        "cut.jsonl.bz2": bz2.compress(records("cutbz2", n))[:30_000],
+        "cut.jsonl.gz": half(gzip.compress(records("cutgz", n))),
+        "cut.jsonl.bz2": half(bz2.compress(records("cutbz2", n))),
         "not-gzip.jsonl.gz": records("notgz", 10),
         "ignored.log": records("ignored", 10),  # not matched by source.glob
     }
@@ -80,9 +81,9 @@ def test_good_archives_are_read_whole(run):
     _, paths = run
     valid, _ = by_file(paths)
     assert (valid["plain.jsonl"], valid["good.jsonl.gz"], valid["good.jsonl.bz2"]) == (
-        20_000,
-        20_000,
-        20_000,
+        8_000,
+        8_000,
+        8_000,
     )
     assert "ignored.log" not in valid
 

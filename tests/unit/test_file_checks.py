@@ -45,3 +45,18 @@ def test_percent_encoded_uri_is_decoded(tmp_path):
     (tmp_path / "a b.jsonl.gz").write_bytes(b"not gzip")
     found = unreadable_files([f"file://{tmp_path}/a%20b.jsonl.gz"])
     assert [why for why, _ in found.values()] == ["corrupt_archive"]
+
+
+def test_source_glob_braces_match_like_spark(tmp_path):
+    from apistream.pipeline.sources import glob_patterns, matching_files
+
+    for name in ("a.jsonl", "b.jsonl.gz", "c.jsonl.bz2", "manifest.json", "d.log", ".e.jsonl.tmp"):
+        (tmp_path / name).write_text("")
+    glob = "*.{jsonl,jsonl.gz,jsonl.bz2}"
+    assert glob_patterns(glob) == ["*.jsonl", "*.jsonl.gz", "*.jsonl.bz2"]
+    assert [p.name for p in matching_files(tmp_path, glob)] == [
+        "a.jsonl",
+        "b.jsonl.gz",
+        "c.jsonl.bz2",
+    ]
+    assert [p.name for p in matching_files(tmp_path, "*.log")] == ["d.log"]

@@ -21,6 +21,7 @@ from apistream import sqlite_store
 from apistream.config import Config
 from apistream.fields import REQUIRED_FIELDS
 from apistream.pipeline.enrich import template_regex
+from apistream.pipeline.sources import matching_files
 from apistream.window_metrics import PERCENTILES
 
 # Percentile check: the pipeline's value must be within 1% of the exact value (value rule).
@@ -144,7 +145,7 @@ def reference_metrics(
     cfg: Config, input_dir: Path, files_per_trigger: int
 ) -> tuple[duckdb.DuckDBPyConnection, dict[str, Any]]:
     """Compute the reference in DuckDB (2 threads); returns the connection and its account."""
-    files = sorted(str(p) for p in input_dir.glob(cfg.source.glob))
+    files = [str(p) for p in matching_files(input_dir, cfg.source.glob)]
     con = duckdb.connect()
     con.execute("SET threads = 2")
     started = time.perf_counter()

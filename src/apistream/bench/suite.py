@@ -20,6 +20,7 @@ from apistream.bench.reference import compare, reference_metrics
 from apistream.bench.runs import Pipeline, backlog_run, generate, live_run
 from apistream.config import Config
 from apistream.errors import ApiStreamError
+from apistream.pipeline.sources import matching_files
 
 
 @dataclass(frozen=True)
@@ -220,7 +221,7 @@ def run_suite(cfg: Config, config_path: Path, opts: BenchOptions, say: Callable[
             )
             if opts.goaccess:
                 say(f"GoAccess over the same {n:,} events as nginx lines")
-                files = sorted(inp.glob(cfg.source.glob))
+                files = matching_files(inp, cfg.source.glob)
                 ga = goaccess_peer(files, work / "goaccess", opts.keep)
                 results["goaccess"] = ga
                 say(

@@ -5,6 +5,8 @@ Spark starts, on an input that cannot be read."""
 from __future__ import annotations
 
 import os
+import re
+from fnmatch import fnmatchcase as fnmatch
 from pathlib import Path
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -32,12 +34,30 @@ def check_source(cfg: Config) -> None:
             f"  generate data into it with `apistream generate --input {path}`, "
             "or point --input / source.path at your log directory"
         )
-    for file in sorted(root.glob(cfg.source.glob)):
+    for file in matching_files(root, cfg.source.glob):
         try:
             with open(file, "rb") as fh:
                 fh.read(1)
         except OSError as exc:
             raise ApiStreamError(f"cannot read input file {file}: {exc.strerror}") from None
+
+
+def glob_patterns(glob: str) -> list[str]:
+    """A Hadoop glob's alternatives as fnmatch patterns: '*.{jsonl,jsonl.gz}' -> ['*.jsonl',
+    '*.jsonl.gz'] (one level of braces, as source.glob uses them)."""
+    match = re.search(r"\{([^{}]*)\}", glob)
+    if match is None:
+        return [glob]
+    head, tail = glob[: match.start()], glob[match.end() :]
+    return [p for alt in match.group(1).split(",") for p in glob_patterns(head + alt + tail)]
+
+
+def matching_files(root: Path, glob: str) -> list[Path]:
+    """The files directly in `root` whose names match `glob` as Spark's pathGlobFilter does."""
+    patterns = glob_patterns(glob)
+    return sorted(
+        p for p in root.iterdir() if p.is_file() and any(fnmatch(p.name, g) for g in patterns)
+    )
 
 
 def spark_packages(cfg: Config) -> tuple[str, ...]:
