@@ -69,11 +69,13 @@ bench-quick: setup deps
 # docs/reliability.md from the results of the hostile-input and fault tests (JUnit XML).
 RELIABILITY_TESTS := tests/spark/test_hostile_input.py tests/spark/test_crash.py \
 	tests/spark/test_restart.py tests/spark/test_kafka_recovery.py tests/spark/test_long_fields.py \
+	tests/spark/test_input_faults.py tests/spark/test_compressed_input.py tests/spark/test_full_disk.py \
+	tests/spark/test_properties.py tests/spark/test_secrets.py \
 	tests/unit/test_preflight.py tests/unit/test_cli.py tests/unit/test_dashboard_host.py
 reliability: setup deps
 	@scripts/check_java.sh
 	@mkdir -p .cache
-	-$(BIN)/pytest -q --junitxml=.cache/reliability.xml $(RELIABILITY_TESTS)
+	-$(BIN)/pytest -q -o junit_family=xunit1 --junitxml=.cache/reliability.xml $(RELIABILITY_TESTS)
 	$(BIN)/python scripts/reliability_doc.py .cache/reliability.xml > docs/reliability.md
 	@echo "wrote docs/reliability.md"
 

@@ -80,6 +80,37 @@ FAULTS = (
         "tests.unit.test_cli::test_missing_input_directory",
     ),
     (
+        "disk full: the output on a tmpfs with room for half of it",
+        "one-line error, the account balanced; after space is freed the resume equals an "
+        "uninterrupted run",
+        "tests.spark.test_full_disk::test_full_disk_stops_clearly_and_the_resume_is_exact",
+    ),
+    (
+        "input directory removed while a live stream runs",
+        "one-line error with the committed account, which SQLite holds exactly",
+        "tests.spark.test_input_faults::test_input_directory_removed_mid_run_is_one_clear_message",
+    ),
+    (
+        "truncated .gz and .bz2, a text file named .gz",
+        "one corrupt_archive record each; lines before the damage processed; account exact",
+        "tests.spark.test_compressed_input::test_each_damaged_archive_is_one_corrupt_archive_record",
+    ),
+    (
+        "good .gz and .bz2 input",
+        "read whole",
+        "tests.spark.test_compressed_input::test_good_archives_are_read_whole",
+    ),
+    (
+        "random bytes and mutated JSON / nginx records (hypothesis)",
+        "nothing raises; exactly one outcome per line",
+        "tests.spark.test_properties::test_random_bytes_as_json_lines",
+    ),
+    (
+        "a planted hash key (enrichment.*: hash)",
+        "absent from the output dir, the logs and every executed plan",
+        "tests.spark.test_secrets::test_planted_hash_key_is_nowhere_after_a_run",
+    ),
+    (
         "dashboard request with a foreign Host header (DNS rebinding)",
         "refused",
         "tests.unit.test_dashboard_host::test_localhost_names_are_answered_and_others_refused",

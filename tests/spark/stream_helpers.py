@@ -1,5 +1,5 @@
 """Helpers of the restart tests: a CLI stream stopped with SIGTERM mid-stream, and the
-comparison of a finished run with its manifest."""
+comparison of a finished run with its manifest or with another run."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from apistream.catalog import Paths
+from apistream.lake import read_table
 
 
 def quality_so_far(db_path: Path) -> tuple[int, int]:
@@ -66,3 +69,33 @@ def assert_matches_manifest(sqlite_path: str, manifest: dict) -> None:
     assert dups == manifest["duplicates"]
     assert late == manifest["late_beyond_watermark"]
     assert by_endpoint == manifest["valid_by_endpoint"]
+
+
+# Columns that hold wall-clock times or timings, not results.
+CLOCK_COLUMNS = {"committed_at", "recorded_at", "detected_at", "stage_ms"}
+
+
+def results(cfg) -> dict[str, object]:
+    """SQLite tables (without clock columns) and the rows of every lake table."""
+    out: dict[str, object] = {}
+    with sqlite3.connect(cfg.sqlite_path) as db:
+        for table in ("endpoint_metrics", "throughput", "data_quality", "sink_commits",
+                      "anomalies", "anomaly_baselines"):  # fmt: skip
+            cur = db.execute(f"SELECT * FROM {table}")
+            names = [d[0] for d in cur.description]
+            keep = [i for i, n in enumerate(names) if n not in CLOCK_COLUMNS]
+            out[table] = sorted(tuple(_round(r[i]) for i in keep) for r in cur.fetchall())
+    paths = Paths.of(cfg)
+    for name in ("events", "quarantine", "endpoint_metrics", "anomalies"):
+        table = read_table(getattr(paths, name))
+        columns = [c for c in table.column_names if c not in {"ingest_time", "detected_at"}]
+        rows = table.select(columns).to_pylist() if columns else []
+        out[f"lake/{name}"] = sorted(
+            repr(sorted((k, _round(v)) for k, v in r.items())) for r in rows
+        )
+    return out
+
+
+def _round(value: object) -> object:
+    """Floating sums may differ in the last bits with the order Spark adds them in."""
+    return float(f"{value:.12g}") if isinstance(value, float) else value

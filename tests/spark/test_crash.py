@@ -11,16 +11,14 @@ import threading
 from pathlib import Path
 
 import pyarrow.parquet as pq
+from stream_helpers import results
 
 from apistream.catalog import Paths
 from apistream.config import load_config
 from apistream.generator.writer import LogGenerator
-from apistream.lake import read_table
 from apistream.pipeline.sink import KILL_BEFORE_COMMIT
 from apistream.pipeline.topology import run_stream
 
-# Columns that hold wall-clock times or timings, not results.
-CLOCK_COLUMNS = {"committed_at", "recorded_at", "detected_at", "stage_ms"}
 SETTINGS = {
     "generator.events": 24_000,
     "generator.events_per_file": 2_000,
@@ -35,32 +33,6 @@ def config(root: Path, incoming: Path):
         environ={},
         overrides={**SETTINGS, "source.path": str(incoming), "sinks.output": str(root)},
     )
-
-
-def results(cfg) -> dict[str, object]:
-    """SQLite tables (without clock columns) and the rows of every lake table."""
-    out: dict[str, object] = {}
-    with sqlite3.connect(cfg.sqlite_path) as db:
-        for table in ("endpoint_metrics", "throughput", "data_quality", "sink_commits",
-                      "anomalies", "anomaly_baselines"):  # fmt: skip
-            cur = db.execute(f"SELECT * FROM {table}")
-            names = [d[0] for d in cur.description]
-            keep = [i for i, n in enumerate(names) if n not in CLOCK_COLUMNS]
-            out[table] = sorted(tuple(_round(r[i]) for i in keep) for r in cur.fetchall())
-    paths = Paths.of(cfg)
-    for name in ("events", "quarantine", "endpoint_metrics", "anomalies"):
-        table = read_table(getattr(paths, name))
-        columns = [c for c in table.column_names if c not in {"ingest_time", "detected_at"}]
-        rows = table.select(columns).to_pylist() if columns else []
-        out[f"lake/{name}"] = sorted(
-            repr(sorted((k, _round(v)) for k, v in r.items())) for r in rows
-        )
-    return out
-
-
-def _round(value: object) -> object:
-    """Floating sums may differ in the last bits with the order Spark adds them in."""
-    return float(f"{value:.12g}") if isinstance(value, float) else value
 
 
 def test_sigkill_between_lake_write_and_sqlite_commit_then_restart_is_exact(spark, tmp_path):

@@ -53,10 +53,11 @@ def glob_patterns(glob: str) -> list[str]:
 
 
 def matching_files(root: Path, glob: str) -> list[Path]:
-    """The files directly in `root` whose names match `glob` as Spark's pathGlobFilter does."""
+    """The files directly in `root` (dangling links too, for the preflight to report) whose
+    names match `glob` as Spark's pathGlobFilter does."""
     patterns = glob_patterns(glob)
     return sorted(
-        p for p in root.iterdir() if p.is_file() and any(fnmatch(p.name, g) for g in patterns)
+        p for p in root.iterdir() if not p.is_dir() and any(fnmatch(p.name, g) for g in patterns)
     )
 
 

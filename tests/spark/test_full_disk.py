@@ -1,0 +1,82 @@
+"""A full disk: the output on a small tmpfs (mounted by the test, as root) fills up mid-run.
+The run stops with a one-line error, the account in SQLite still balances, and once space is
+freed (the tmpfs grown) a restart finishes with exactly what an uninterrupted run leaves."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+from stream_helpers import results
+
+from apistream.config import load_config
+from apistream.errors import ApiStreamError
+from apistream.generator.writer import LogGenerator
+from apistream.pipeline.topology import run_stream
+
+pytestmark = pytest.mark.spark
+
+SETTINGS = {
+    "generator.events": 24_000,
+    "generator.events_per_file": 2_000,
+    "generator.rate": 200,
+    "generator.seed": 5,
+    "source.max_files_per_trigger": 2,
+}
+
+
+def config(root: Path, incoming: Path):
+    return load_config(
+        environ={},
+        overrides={**SETTINGS, "source.path": str(incoming), "sinks.output": str(root)},
+    )
+
+
+def size_of(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """A mount point for a tmpfs; unmounted afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
+    point = tmp_path / "small"
+    point.mkdir()
+    yield point
+    subprocess.run(["umount", "-l", str(point)], check=False)
+
+
+def test_full_disk_stops_clearly_and_the_resume_is_exact(spark, tmp_path, tmpfs):
+    incoming = tmp_path / "in"
+    reference_cfg = config(tmp_path / "reference", incoming)
+    LogGenerator(reference_cfg, str(incoming)).backfill()
+    run_stream(spark, reference_cfg, until_idle=True, stop=threading.Event())
+    needed = size_of(tmp_path / "reference")
+
+    # Room for about half of the output: the disk fills up mid-run.
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={needed // 2}", "tmpfs", str(tmpfs)],
+                   check=True)  # fmt: skip
+    cfg = config(tmpfs / "out", incoming)
+    with pytest.raises(ApiStreamError) as failed:
+        run_stream(spark, cfg, until_idle=True, stop=threading.Event())
+    message = str(failed.value)
+    assert "\n" not in message
+    assert "No space left on device" in message or "disk is full" in message, message
+    with sqlite3.connect(cfg.sqlite_path) as db:
+        input_, *parts = db.execute(
+            "SELECT input, valid, quarantined, duplicates, late FROM data_quality_totals"
+        ).fetchone()
+    assert input_ == sum(parts)
+
+    subprocess.run(["mount", "-o", f"remount,size={needed * 4}", str(tmpfs)], check=True)
+    run_stream(spark, cfg, until_idle=True, stop=threading.Event())
+    after, reference = results(cfg), results(reference_cfg)
+    for name in reference:
+        assert after[name] == reference[name], name
+    shutil.rmtree(tmpfs / "out", ignore_errors=True)
