@@ -61,7 +61,8 @@ def rules(
         ("corrupt_archive", F.col(FILE_PROBLEM) == "corrupt_archive", F.col(FILE_ERROR)),
         ("line_too_long", F.col("line_bytes") > limits.max_line_bytes, F.col("line_bytes")),
         ("invalid_utf8", ~F.is_valid_utf8("raw"), None),
-        ("blank_line", F.trim("raw", F.lit(WHITESPACE)) == "", None),
+        # A blank line never parses: trimmed (a copy of the line) only when it did not.
+        ("blank_line", F.col("is_malformed") & (F.trim("raw", F.lit(WHITESPACE)) == ""), None),
         (malformed, F.col("is_malformed"), None),
         ("missing_field", missing.isNotNull(), missing),
         ("wrong_type", first_wrong_type().isNotNull(), first_wrong_type()),
