@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from apistream.catalog import Paths
+from apistream.config import Config, load_config
 from apistream.lake import read_table
 
 
@@ -99,3 +100,20 @@ def results(cfg) -> dict[str, object]:
 def _round(value: object) -> object:
     """Floating sums may differ in the last bits with the order Spark adds them in."""
     return float(f"{value:.12g}") if isinstance(value, float) else value
+
+
+# A run of 12 files in batches of 2 (the crash and full-disk tests); add a generator.seed.
+SMALL_RUN = {
+    "generator.events": 24_000,
+    "generator.events_per_file": 2_000,
+    "generator.rate": 200,
+    "source.max_files_per_trigger": 2,
+}
+
+
+def small_run_config(root: Path, incoming: Path, settings: dict[str, object]) -> Config:
+    """The config of a run over `incoming` with its outputs under `root`."""
+    return load_config(
+        environ={},
+        overrides={**settings, "source.path": str(incoming), "sinks.output": str(root)},
+    )

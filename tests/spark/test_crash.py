@@ -11,28 +11,18 @@ import threading
 from pathlib import Path
 
 import pyarrow.parquet as pq
-from stream_helpers import results
+from stream_helpers import SMALL_RUN, results, small_run_config
 
 from apistream.catalog import Paths
-from apistream.config import load_config
 from apistream.generator.writer import LogGenerator
 from apistream.pipeline.sink import KILL_BEFORE_COMMIT
 from apistream.pipeline.topology import run_stream
 
-SETTINGS = {
-    "generator.events": 24_000,
-    "generator.events_per_file": 2_000,
-    "generator.rate": 200,
-    "generator.seed": 21,
-    "source.max_files_per_trigger": 2,
-}
+SETTINGS = {**SMALL_RUN, "generator.seed": 21}
 
 
 def config(root: Path, incoming: Path):
-    return load_config(
-        environ={},
-        overrides={**SETTINGS, "source.path": str(incoming), "sinks.output": str(root)},
-    )
+    return small_run_config(root, incoming, SETTINGS)
 
 
 def test_sigkill_between_lake_write_and_sqlite_commit_then_restart_is_exact(spark, tmp_path):

@@ -12,29 +12,17 @@ import threading
 from pathlib import Path
 
 import pytest
-from stream_helpers import results
+from stream_helpers import SMALL_RUN, results, small_run_config
 
-from apistream.config import load_config
 from apistream.errors import ApiStreamError
 from apistream.generator.writer import LogGenerator
 from apistream.pipeline.topology import run_stream
 
 pytestmark = pytest.mark.spark
 
-SETTINGS = {
-    "generator.events": 24_000,
-    "generator.events_per_file": 2_000,
-    "generator.rate": 200,
-    "generator.seed": 5,
-    "source.max_files_per_trigger": 2,
-}
-
 
 def config(root: Path, incoming: Path):
-    return load_config(
-        environ={},
-        overrides={**SETTINGS, "source.path": str(incoming), "sinks.output": str(root)},
-    )
+    return small_run_config(root, incoming, {**SMALL_RUN, "generator.seed": 5})
 
 
 def size_of(root: Path) -> int:
