@@ -105,8 +105,6 @@ def with_quarantine_reason(
             checks = [c for c in checks if c[0] != "line_too_long"]
         if FILE_PROBLEM not in df.columns:  # every file of this batch was read whole
             checks = [c for c in checks if c[0] not in FILE_PROBLEMS]
-        if "raw" not in df.columns:  # records built without their line (tests)
-            checks = [c for c in checks if c[0] not in ("invalid_utf8", "blank_line")]
         reason: Column | None = None
         for name, broken, _ in checks:
             reason = F.when(broken, name) if reason is None else reason.when(broken, name)
