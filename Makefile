@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup deps demo test test-fast test-spark test-kafka lint clean kafka-up kafka-down screenshots bench bench-quick reliability
+.PHONY: help setup deps demo test test-fast test-spark test-kafka lint clean kafka-up kafka-down screenshots bench bench-quick reliability chaos
 
 help:
 	@echo "make demo       generate ~1M events, stream them, print a summary"
@@ -13,6 +13,7 @@ help:
 	@echo "make test-kafka only the Kafka tests (start their own broker)"
 	@echo "make kafka-up   start a local Kafka broker on 127.0.0.1:9092 (make kafka-down stops it)"
 	@echo "make reliability  run the hostile-input and fault tests, write docs/reliability.md (~10 min)"
+	@echo "make chaos      SIGKILL the pipeline 30 times at random moments, then check the restart (~15 min)"
 	@echo "make lint       ruff"
 	@echo "make screenshots  README images of the report and dashboard (after make demo)"
 	@echo "make bench      throughput, freshness (files, Kafka), memory, scaling; DuckDB cross-check,"
@@ -67,7 +68,7 @@ bench-quick: setup deps
 		--fresh-rates 50000 --fresh-seconds 60
 
 # docs/reliability.md from the results of the hostile-input and fault tests (JUnit XML).
-RELIABILITY_TESTS := tests/spark/test_hostile_input.py tests/spark/test_crash.py \
+RELIABILITY_TESTS := tests/spark/test_hostile_input.py tests/spark/test_crash.py tests/spark/test_chaos.py \
 	tests/spark/test_restart.py tests/spark/test_kafka_recovery.py tests/spark/test_long_fields.py \
 	tests/spark/test_input_faults.py tests/spark/test_compressed_input.py tests/spark/test_full_disk.py \
 	tests/spark/test_properties.py tests/spark/test_secrets.py \
@@ -96,3 +97,10 @@ lint: setup
 
 clean:
 	rm -rf $(VENV) output .pytest_cache .ruff_cache .cache
+
+# 30 SIGKILLs at random moments over 60 one-file batches (tests/spark/test_chaos.py; make test
+# kills 5 times). APISTREAMTEST_CHAOS_SEED=N replays the moments of a failed run.
+CHAOS_KILLS ?= 30
+chaos: setup
+	@scripts/check_java.sh
+	APISTREAMTEST_CHAOS_KILLS=$(CHAOS_KILLS) $(BIN)/pytest -q -s tests/spark/test_chaos.py

@@ -25,6 +25,12 @@ FAULTS = (
         "tests.spark.test_crash::test_sigkill_between_lake_write_and_sqlite_commit_then_restart_is_exact",
     ),
     (
+        "SIGKILL of the driver, its JVM and Python workers at random moments (5 in make test, "
+        "30 in make chaos), then a restart",
+        "SQLite and lake identical to an uninterrupted run; the account balances after every kill",
+        "tests.spark.test_chaos::test_sigkill_at_random_moments_then_restart_is_exact",
+    ),
+    (
         "SIGTERM mid-stream, then a restart (files)",
         "resume from the checkpoint, counts exact against the generator",
         "tests.spark.test_restart::test_sigterm_mid_stream_then_resume_is_exact",

@@ -9,9 +9,11 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from stream_helpers import SMALL_RUN, results, small_run_config
 from viz_helpers import ARTIFACTS
 
 from apistream.bench.broker import Broker as KafkaBroker
@@ -30,6 +32,29 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBrok
         yield broker
     finally:
         broker.stop()
+
+
+@dataclass(frozen=True)
+class SmallRun:
+    """The input of the small run (stream_helpers.SMALL_RUN) and an uninterrupted run over it."""
+
+    incoming: Path
+    manifest: dict
+    reference: Config
+    results: dict[str, object]
+    output_bytes: int
+
+
+@pytest.fixture(scope="session")
+def small_run(spark, tmp_path_factory) -> SmallRun:
+    """The reference the crash, chaos and full-disk tests compare their runs with."""
+    root = tmp_path_factory.mktemp("small-run")
+    incoming = root / "in"
+    cfg = small_run_config(root / "reference", incoming, SMALL_RUN)
+    manifest = LogGenerator(cfg, str(incoming)).backfill()
+    run_stream(spark, cfg, until_idle=True, stop=threading.Event())
+    size = sum(p.stat().st_size for p in (root / "reference").rglob("*") if p.is_file())
+    return SmallRun(incoming, manifest, cfg, results(cfg), size)
 
 
 def viz_config(root: Path) -> Config:

@@ -3,6 +3,7 @@ comparison of a finished run with its manifest or with another run."""
 
 from __future__ import annotations
 
+import os
 import signal
 import sqlite3
 import subprocess
@@ -102,13 +103,31 @@ def _round(value: object) -> object:
     return float(f"{value:.12g}") if isinstance(value, float) else value
 
 
-# A run of 12 files in batches of 2 (the crash and full-disk tests); add a generator.seed.
+# A run of 12 files in batches of 2, shared by the crash, chaos and full-disk tests.
 SMALL_RUN = {
     "generator.events": 24_000,
     "generator.events_per_file": 2_000,
     "generator.rate": 200,
+    "generator.seed": 21,
     "source.max_files_per_trigger": 2,
 }
+
+
+def cli_env(settings: dict[str, object], **extra: str) -> dict[str, str]:
+    """The environment of an `apistream` subprocess run with `settings` (and no other
+    APISTREAM_* variable of this process)."""
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith("APISTREAM_")},
+        "APISTREAM_SPARK__MASTER": "local[2]",
+        **{f"APISTREAM_{k.upper().replace('.', '__')}": str(v) for k, v in settings.items()},
+        **extra,
+    }
+
+
+def cli_stream(cfg: Config, incoming: Path) -> list[str]:
+    """`apistream stream --until-idle` over `incoming` into the outputs of `cfg`."""
+    return [sys.executable, "-m", "apistream.cli", "stream", "--until-idle",
+            "--input", str(incoming), "--output", cfg.sinks.output]  # fmt: skip
 
 
 def small_run_config(root: Path, incoming: Path, settings: dict[str, object]) -> Config:

@@ -3,54 +3,26 @@ JVM), then a restart, leaves exactly what an uninterrupted run leaves."""
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import pyarrow.parquet as pq
-from stream_helpers import SMALL_RUN, results, small_run_config
+from stream_helpers import SMALL_RUN, cli_env, cli_stream, results, small_run_config
 
 from apistream.catalog import Paths
-from apistream.generator.writer import LogGenerator
 from apistream.pipeline.sink import KILL_BEFORE_COMMIT
 from apistream.pipeline.topology import run_stream
 
-SETTINGS = {**SMALL_RUN, "generator.seed": 21}
 
-
-def config(root: Path, incoming: Path):
-    return small_run_config(root, incoming, SETTINGS)
-
-
-def test_sigkill_between_lake_write_and_sqlite_commit_then_restart_is_exact(spark, tmp_path):
-    incoming = tmp_path / "in"
-    reference_cfg = config(tmp_path / "reference", incoming)
-    manifest = LogGenerator(reference_cfg, str(incoming)).backfill()
-    run_stream(spark, reference_cfg, until_idle=True, stop=threading.Event())
-
-    cfg = config(tmp_path / "crashed", incoming)
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("APISTREAM_")},
-        KILL_BEFORE_COMMIT: "3",
-        "APISTREAM_SPARK__MASTER": "local[2]",
-        **{f"APISTREAM_{k.upper().replace('.', '__')}": str(v) for k, v in SETTINGS.items()},
-    }
+def test_sigkill_between_lake_write_and_sqlite_commit_then_restart_is_exact(
+    spark, small_run, tmp_path
+):
+    cfg = small_run_config(tmp_path / "crashed", small_run.incoming, SMALL_RUN)
     killed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "apistream.cli",
-            "stream",
-            "--until-idle",
-            "--input",
-            str(incoming),
-            "--output",
-            cfg.sinks.output,
-        ],
-        env=env,
+        cli_stream(cfg, small_run.incoming),
+        env=cli_env(SMALL_RUN, **{KILL_BEFORE_COMMIT: "3"}),
         capture_output=True,
         text=True,
         timeout=600,
@@ -66,10 +38,10 @@ def test_sigkill_between_lake_write_and_sqlite_commit_then_restart_is_exact(spar
 
     run_stream(spark, cfg, until_idle=True, stop=threading.Event())
 
-    after, reference = results(cfg), results(reference_cfg)
-    assert after.keys() == reference.keys()
-    for name in reference:
-        assert after[name] == reference[name], name
+    after = results(cfg)
+    assert after.keys() == small_run.results.keys()
+    for name in small_run.results:
+        assert after[name] == small_run.results[name], name
     with sqlite3.connect(cfg.sqlite_path) as db:
         valid = db.execute("SELECT SUM(valid) FROM data_quality").fetchone()[0]
-    assert valid == manifest["valid_events"]
+    assert valid == small_run.manifest["valid_events"]

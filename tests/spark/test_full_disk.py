@@ -9,24 +9,14 @@ import shutil
 import sqlite3
 import subprocess
 import threading
-from pathlib import Path
 
 import pytest
 from stream_helpers import SMALL_RUN, results, small_run_config
 
 from apistream.errors import ApiStreamError
-from apistream.generator.writer import LogGenerator
 from apistream.pipeline.topology import run_stream
 
 pytestmark = pytest.mark.spark
-
-
-def config(root: Path, incoming: Path):
-    return small_run_config(root, incoming, {**SMALL_RUN, "generator.seed": 5})
-
-
-def size_of(root: Path) -> int:
-    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
 
 
 @pytest.fixture
@@ -43,17 +33,13 @@ def tmpfs(tmp_path):
     subprocess.run(["umount", "-l", str(point)], check=False)
 
 
-def test_full_disk_stops_clearly_and_the_resume_is_exact(spark, tmp_path, tmpfs):
-    incoming = tmp_path / "in"
-    reference_cfg = config(tmp_path / "reference", incoming)
-    LogGenerator(reference_cfg, str(incoming)).backfill()
-    run_stream(spark, reference_cfg, until_idle=True, stop=threading.Event())
-    needed = size_of(tmp_path / "reference")
+def test_full_disk_stops_clearly_and_the_resume_is_exact(spark, small_run, tmpfs):
+    needed = small_run.output_bytes
 
     # Room for about half of the output: the disk fills up mid-run.
     subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={needed // 2}", "tmpfs", str(tmpfs)],
                    check=True)  # fmt: skip
-    cfg = config(tmpfs / "out", incoming)
+    cfg = small_run_config(tmpfs / "out", small_run.incoming, SMALL_RUN)
     with pytest.raises(ApiStreamError) as failed:
         run_stream(spark, cfg, until_idle=True, stop=threading.Event())
     message = str(failed.value)
@@ -67,7 +53,7 @@ def test_full_disk_stops_clearly_and_the_resume_is_exact(spark, tmp_path, tmpfs)
 
     subprocess.run(["mount", "-o", f"remount,size={needed * 4}", str(tmpfs)], check=True)
     run_stream(spark, cfg, until_idle=True, stop=threading.Event())
-    after, reference = results(cfg), results(reference_cfg)
-    for name in reference:
-        assert after[name] == reference[name], name
+    after = results(cfg)
+    for name in small_run.results:
+        assert after[name] == small_run.results[name], name
     shutil.rmtree(tmpfs / "out", ignore_errors=True)
