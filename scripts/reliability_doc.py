@@ -97,6 +97,11 @@ FAULTS = (
         "tests.spark.test_input_faults::test_input_directory_removed_mid_run_is_one_clear_message",
     ),
     (
+        "an input file cut short mid-line while a live stream runs, before it is read",
+        "its lines counted as they then are, the cut line quarantined as malformed_json",
+        "tests.spark.test_input_faults::test_a_file_cut_mid_line_before_it_is_read_is_counted_as_it_is",
+    ),
+    (
         "truncated .gz and .bz2, a text file named .gz",
         "one corrupt_archive record each; lines before the damage processed; account exact",
         "tests.spark.test_compressed_input::test_each_damaged_archive_is_one_corrupt_archive_record",

@@ -333,6 +333,9 @@ class EnrichmentConfig(_Model):
     api_key: Literal["keep", "hash"] = "keep"
     # The environment variable holding the hash key; the key itself is never a config value.
     hash_key_env: str = DEFAULT_HASH_KEY_ENV
+    # The quarantine's copy of each bad line (`raw`, `raw_bytes`) holds the caller's address
+    # and key as they came. auto: dropped (null) when client_ip or api_key is not "keep".
+    quarantine_raw: Literal["auto", "keep", "drop"] = "auto"
 
     @field_validator("hash_key_env")
     @classmethod
@@ -340,6 +343,13 @@ class EnrichmentConfig(_Model):
         if not _ENV_NAME.match(v):
             raise ValueError(f"{v!r} is not an environment variable name")
         return v
+
+    @property
+    def keeps_raw(self) -> bool:
+        """Whether quarantined lines are stored as they came."""
+        if self.quarantine_raw == "auto":
+            return self.client_ip == "keep" and self.api_key == "keep"
+        return self.quarantine_raw == "keep"
 
     @property
     def hashes(self) -> bool:

@@ -192,3 +192,9 @@ def test_planted_hash_key_is_nowhere_after_a_run(spark, tmp_path, monkeypatch, c
         assert len(stored) > 10, column
         assert not stored & raw, column
         assert stored <= {hmac16(key, v) for v in raw}, column
+
+    # enrichment.quarantine_raw "auto": with callers hashed, bad lines are not kept as they came.
+    bad = quarantine.to_pydict()
+    assert len(bad["reason"]) > 10
+    assert set(bad["raw"]) == {None} and set(bad["raw_bytes"]) == {None}
+    assert not {str(v) for column in bad.values() for v in column} & (ips | api_keys)

@@ -153,3 +153,23 @@ def test_hash_key_comes_from_the_named_variable_and_is_no_config_override():
     assert hash_key(load_config(environ={}).enrichment, {}) is None
     with pytest.raises(ConfigError, match=r"enrichment\.hash_key_env: 'A-B' is not an environment"):
         load_config(environ={}, overrides={"enrichment.hash_key_env": "A-B"})
+
+
+@pytest.mark.parametrize(
+    ("overrides", "keeps"),
+    [
+        ({}, True),
+        ({"enrichment.client_ip": "truncate"}, False),
+        ({"enrichment.api_key": "hash"}, False),
+        ({"enrichment.client_ip": "truncate", "enrichment.quarantine_raw": "keep"}, True),
+        ({"enrichment.quarantine_raw": "drop"}, False),
+    ],
+)
+def test_quarantined_lines_are_dropped_when_callers_are_anonymized_unless_kept(overrides, keeps):
+    cfg = load_config(environ={"APISTREAM_HASH_KEY": "k" * 16}, overrides=overrides)
+    assert cfg.enrichment.keeps_raw is keeps
+
+
+def test_an_unknown_quarantine_raw_choice_names_the_key():
+    with pytest.raises(ConfigError, match=r"enrichment\.quarantine_raw"):
+        load_config(environ={}, overrides={"enrichment.quarantine_raw": "mask"})

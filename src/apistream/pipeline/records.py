@@ -90,11 +90,15 @@ def checked_records(lines: DataFrame, cfg: Config) -> DataFrame:
     )
 
 
-def slim(records: DataFrame, *keep: str) -> DataFrame:
+def slim(records: DataFrame, *keep: str, keep_raw: bool = True) -> DataFrame:
     """Only the columns the sink uses (and `keep`); the raw line is kept for quarantined
-    records only. A line that is not valid UTF-8 keeps its exact bytes in `raw_bytes`, and
-    `raw` holds it readable (each invalid byte as U+FFFD), so Arrow and DuckDB can read it."""
+    records only, and only if `keep_raw` (enrichment.quarantine_raw). A line that is not valid
+    UTF-8 keeps its exact bytes in `raw_bytes`, and `raw` holds it readable (each invalid byte
+    as U+FFFD), so Arrow and DuckDB can read it."""
     invalid_utf8 = F.col("reason") == "invalid_utf8"
-    raw = F.when(invalid_utf8, F.make_valid_utf8("raw")).when(~is_valid(), F.col("raw"))
-    raw_bytes = F.when(invalid_utf8, F.col("raw").cast("binary"))
+    if keep_raw:
+        raw = F.when(invalid_utf8, F.make_valid_utf8("raw")).when(~is_valid(), F.col("raw"))
+        raw_bytes = F.when(invalid_utf8, F.col("raw").cast("binary"))
+    else:
+        raw, raw_bytes = F.lit(None).cast("string"), F.lit(None).cast("binary")
     return records.select(*CHECKED_COLUMNS, *keep, raw.alias("raw"), raw_bytes.alias("raw_bytes"))

@@ -185,7 +185,12 @@ class PipelineSink:
         # Parsed and validated once; the row id and the endpoint are fixed once, in the
         # cache, for every later pass.
         records = (
-            slim(checked_records(lines, self.cfg), LATE_CUTOFF, DEDUP_BOUND)
+            slim(
+                checked_records(lines, self.cfg),
+                LATE_CUTOFF,
+                DEDUP_BOUND,
+                keep_raw=self.cfg.enrichment.keeps_raw,
+            )
             .withColumn(ROW_ID, F.monotonically_increasing_id())
             .transform(with_endpoint(self.cfg))
             .persist(StorageLevel.MEMORY_AND_DISK)
