@@ -43,8 +43,9 @@ test: setup deps
 	@scripts/check_java.sh
 	@scripts/check_chromium.sh --install
 	@scripts/check_goaccess.sh --install
+	@scripts/check_prometheus.sh --install
 	$(BIN)/pytest -m "not spark" -q
-	$(BIN)/pytest -m spark -q
+	$(BIN)/pytest -m spark -q --durations=20
 
 test-fast: setup
 	$(BIN)/pytest -m "not spark" -q

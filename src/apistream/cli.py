@@ -174,13 +174,16 @@ def _stream(cfg: Config, until_idle: bool, stop: threading.Event) -> None:
     from apistream.pipeline.progress import LiveStatus
     from apistream.pipeline.sources import check_source, spark_packages
     from apistream.pipeline.topology import run_stream
-    from apistream.preflight import check_output, check_sqlite_writable
+    from apistream.preflight import check_metrics_port, check_output, check_sqlite_writable
     from apistream.session import build_spark
     from apistream.status import render_status
 
     check_source(cfg)
     check_output(cfg)
     check_sqlite_writable(cfg.sqlite_path)
+    check_metrics_port(cfg)
+    if cfg.metrics.port is not None:
+        console.print(f"Prometheus metrics: http://{cfg.metrics.host}:{cfg.metrics.port}/metrics")
     console.print("starting Spark…")
     spark = build_spark(cfg.spark, spark_packages(cfg))
     status = LiveStatus()
@@ -211,6 +214,12 @@ def stream(
     ] = None,
     topic: TopicOpt = None,
     bootstrap_servers: BootstrapOpt = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port", help="Serve Prometheus /metrics on this port (metrics.port)."
+        ),
+    ] = None,
 ) -> None:
     """Run the streaming pipeline over the input directory or Kafka topic (Ctrl-C stops)."""
     try:
@@ -222,6 +231,7 @@ def stream(
                 "source.format": source,
                 "source.kafka.topic": topic,
                 "source.kafka.bootstrap_servers": bootstrap_servers,
+                "metrics.port": metrics_port,
             },
         )
         with _stop_on_signals() as stop:

@@ -470,6 +470,13 @@ class ReportConfig(_Model):
     min_requests: int = Field(default=100, ge=0)
 
 
+class MetricsConfig(_Model):
+    """Prometheus `/metrics` of `apistream stream` (read from the SQLite database)."""
+
+    host: str = "127.0.0.1"
+    port: int | None = Field(default=None, ge=0, le=65535)  # None: not served; 0: any free
+
+
 class Config(_Model):
     """The whole configuration."""
 
@@ -483,6 +490,7 @@ class Config(_Model):
     anomaly: AnomalyConfig = AnomalyConfig()
     slo: SloConfig = SloConfig()
     sinks: SinkConfig = SinkConfig()
+    metrics: MetricsConfig = MetricsConfig()
     spark: SparkConfig = SparkConfig()
     dashboard: DashboardConfig = DashboardConfig()
     report: ReportConfig = ReportConfig()

@@ -4,6 +4,7 @@ root can be written, and the SQLite database is not held by another writer."""
 from __future__ import annotations
 
 import os
+import socket
 import sqlite3
 import tempfile
 from pathlib import Path
@@ -73,3 +74,19 @@ def holders(path: str) -> list[str]:
         except OSError:
             continue
     return found
+
+
+def check_metrics_port(cfg: Config) -> None:
+    """metrics.port, when set, can be listened on (before Spark starts, not after)."""
+    host, port = cfg.metrics.host, cfg.metrics.port
+    if not port:
+        return
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise ApiStreamError(
+                f"metrics.port: cannot serve /metrics on {host}:{port}: {exc.strerror or exc} "
+                "(choose another with --metrics-port)"
+            ) from None

@@ -30,7 +30,7 @@ pytestmark = pytest.mark.spark
 
 settings.register_profile(
     "ci",
-    max_examples=8,
+    max_examples=5,
     deadline=None,
     derandomize=True,
     database=None,
@@ -125,21 +125,21 @@ def check(spark, fmt: str, lines: list[bytes]) -> None:
     records.unpersist()
 
 
-@given(st.lists(line_bytes, min_size=1, max_size=30))
+@given(st.lists(line_bytes, min_size=1, max_size=60))
 def test_random_bytes_as_json_lines(spark, lines):
     check(spark, "json", lines)
 
 
-@given(st.lists(line_bytes, min_size=1, max_size=30))
+@given(st.lists(line_bytes, min_size=1, max_size=60))
 def test_random_bytes_as_nginx_lines(spark, lines):
     check(spark, "nginx", lines)
 
 
-@given(st.lists(mutated_record(), min_size=1, max_size=30))
+@given(st.lists(mutated_record(), min_size=1, max_size=60))
 def test_mutated_json_records(spark, lines):
     check(spark, "json", lines)
 
 
-@given(st.lists(mutated(NGINX), min_size=1, max_size=30))
+@given(st.lists(mutated(NGINX), min_size=1, max_size=60))
 def test_mutated_nginx_lines(spark, lines):
     check(spark, "nginx", lines)

@@ -32,6 +32,7 @@ from apistream.errors import ApiStreamError
 from apistream.pipeline.progress import LiveStatus, ProgressRecorder
 from apistream.pipeline.sink import PipelineSink
 from apistream.pipeline.sources import read_lines
+from apistream.prometheus_metrics import MetricsServer, serve_metrics
 from apistream.sink_commit import flush
 
 __all__ = ["Paths", "StreamRun", "run_stream"]
@@ -93,12 +94,14 @@ def run_stream(
         sqlite_store.save_endpoints(
             conn, [(e.template, e.service, e.team, e.latency_slo_ms) for e in cfg.endpoints]
         )
+    metrics = _serve_metrics(cfg, paths)
     recorder = ProgressRecorder(paths.sqlite, status)
     spark.streams.addListener(recorder)
     sink = PipelineSink(spark, cfg, paths, status)
     spec = query_spec(cfg, paths, until_idle)
-    query = start(spark, cfg, spec, sink)
+    query: StreamingQuery | None = None
     try:
+        query = start(spark, cfg, spec, sink)
         while not stop.is_set():
             try:
                 if query.awaitTermination(0.5):
@@ -114,11 +117,26 @@ def run_stream(
                 flush(conn, cfg, sink.lake)
         tick()
     finally:
-        if query.isActive:
+        if query is not None and query.isActive:
             query.stop()
         spark.streams.removeListener(recorder)
         sink.close()
+        if metrics is not None:
+            metrics.close()
     return StreamRun(query, sink)
+
+
+def _serve_metrics(cfg: Config, paths: Paths) -> MetricsServer | None:
+    """Prometheus /metrics of the run's database when metrics.port is set."""
+    if cfg.metrics.port is None:
+        return None
+    try:
+        return serve_metrics(paths.sqlite, cfg.metrics.host, cfg.metrics.port)
+    except OSError as exc:
+        raise ApiStreamError(
+            f"metrics.port: cannot serve /metrics on {cfg.metrics.host}:{cfg.metrics.port}: "
+            f"{exc.strerror or exc}"
+        ) from None
 
 
 def _stop_between_batches(query: StreamingQuery, patience_s: float = 120.0) -> None:
