@@ -174,7 +174,12 @@ def _stream(cfg: Config, until_idle: bool, stop: threading.Event) -> None:
     from apistream.pipeline.progress import LiveStatus
     from apistream.pipeline.sources import check_source, spark_packages
     from apistream.pipeline.topology import run_stream
-    from apistream.preflight import check_metrics_port, check_output, check_sqlite_writable
+    from apistream.preflight import (
+        check_alert_webhooks,
+        check_metrics_port,
+        check_output,
+        check_sqlite_writable,
+    )
     from apistream.session import build_spark
     from apistream.status import render_status
 
@@ -182,6 +187,7 @@ def _stream(cfg: Config, until_idle: bool, stop: threading.Event) -> None:
     check_output(cfg)
     check_sqlite_writable(cfg.sqlite_path)
     check_metrics_port(cfg)
+    check_alert_webhooks(cfg)
     if cfg.metrics.port is not None:
         console.print(f"Prometheus metrics: http://{cfg.metrics.host}:{cfg.metrics.port}/metrics")
     console.print("starting Spark…")

@@ -470,6 +470,42 @@ class ReportConfig(_Model):
     min_requests: int = Field(default=100, ge=0)
 
 
+class Webhook(_Model):
+    """Where anomalies are posted: a generic JSON body, or a Slack-compatible `text` one."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")  # in logs and alert_deliveries, not the URL
+    # http(s)://...; may be or hold ${ENV_VAR} (a Slack webhook URL is a secret)
+    url: str
+    format: Literal["json", "slack"] = "json"
+    min_severity: Literal["warning", "critical"] = "warning"
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, v: str) -> str:
+        if not (v.startswith(("http://", "https://")) or v.startswith("${")):
+            raise ValueError("must start with http:// or https:// (or be ${ENV_VAR})")
+        return v
+
+
+class AlertsConfig(_Model):
+    """Delivery of anomalies to webhooks: retried with backoff, at most once each per webhook
+    across restarts (alert_deliveries in SQLite), rate-limited."""
+
+    webhooks: tuple[Webhook, ...] = ()
+    max_per_minute: int = Field(default=30, ge=1)  # per webhook; the rest wait their turn
+    max_attempts: int = Field(default=8, ge=1)
+    backoff: Duration = 2.0  # before the 2nd attempt; doubles each time, at most 5 minutes
+    timeout: Duration = 5.0
+
+    @field_validator("webhooks")
+    @classmethod
+    def _unique(cls, v: tuple[Webhook, ...]) -> tuple[Webhook, ...]:
+        names = [w.name for w in v]
+        if len(names) != len(set(names)):
+            raise ValueError("webhook names must be unique")
+        return v
+
+
 class MetricsConfig(_Model):
     """Prometheus `/metrics` of `apistream stream` (read from the SQLite database)."""
 
@@ -491,6 +527,7 @@ class Config(_Model):
     slo: SloConfig = SloConfig()
     sinks: SinkConfig = SinkConfig()
     metrics: MetricsConfig = MetricsConfig()
+    alerts: AlertsConfig = AlertsConfig()
     spark: SparkConfig = SparkConfig()
     dashboard: DashboardConfig = DashboardConfig()
     report: ReportConfig = ReportConfig()

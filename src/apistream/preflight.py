@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 from apistream import sqlite_store
-from apistream.config import Config
+from apistream.config import Config, resolve_secrets
 from apistream.errors import ApiStreamError
 
 # Output roots with a URI scheme (s3a://, gs://, abfss://, hdfs://) are checked by Hadoop.
@@ -90,3 +90,8 @@ def check_metrics_port(cfg: Config) -> None:
                 f"metrics.port: cannot serve /metrics on {host}:{port}: {exc.strerror or exc} "
                 "(choose another with --metrics-port)"
             ) from None
+
+
+def check_alert_webhooks(cfg: Config) -> None:
+    """Every ${VAR} of alerts.webhooks[].url is set (before Spark starts, not after)."""
+    resolve_secrets({w.name: w.url for w in cfg.alerts.webhooks}, "alerts.webhooks", os.environ)

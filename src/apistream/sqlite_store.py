@@ -97,6 +97,16 @@ CREATE TABLE IF NOT EXISTS sink_commits (
 CREATE TABLE IF NOT EXISTS endpoints (
     endpoint TEXT PRIMARY KEY, service TEXT, team TEXT, latency_slo_ms REAL
 );
+CREATE TABLE IF NOT EXISTS alert_deliveries (  -- anomalies sent to webhooks (alert_delivery)
+    webhook TEXT NOT NULL,               -- alerts.webhooks[].name
+    endpoint TEXT NOT NULL, method TEXT NOT NULL, window_start TEXT NOT NULL,
+    metric TEXT NOT NULL,                -- with the three above: the anomaly's key
+    attempts INTEGER NOT NULL,
+    next_attempt_at TEXT,                -- ISO; retries back off
+    delivered_at TEXT,                   -- ISO, once the webhook answered 2xx
+    last_error TEXT,
+    PRIMARY KEY (webhook, endpoint, method, window_start, metric)
+);
 CREATE VIEW IF NOT EXISTS data_quality_totals AS
 SELECT COALESCE(SUM(input), 0) AS input, COALESCE(SUM(valid), 0) AS valid,
        COALESCE(SUM(quarantined), 0) AS quarantined,
@@ -413,3 +423,51 @@ def read_totals(path: str | Path) -> dict[str, Any]:
             conn.execute("SELECT reason, records FROM quarantine_reasons ORDER BY reason")
         )
     return totals
+
+
+ANOMALY_KEY = ("endpoint", "method", "window_start", "metric")
+
+
+def pending_alerts(
+    conn: sqlite3.Connection,
+    webhook: str,
+    severities: Sequence[str],
+    max_attempts: int,
+    now: str,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """Anomalies of the given severities not yet delivered to `webhook`, oldest window first:
+    never tried, or due for a retry and with attempts left."""
+    conn.row_factory = sqlite3.Row
+    try:
+        rows = conn.execute(
+            "SELECT a.*, COALESCE(d.attempts, 0) AS attempts FROM anomalies a "
+            "LEFT JOIN alert_deliveries d ON d.webhook = ? AND d.endpoint = a.endpoint "
+            "AND d.method = a.method AND d.window_start = a.window_start AND d.metric = a.metric "
+            f"WHERE a.severity IN ({','.join('?' * len(severities))}) "
+            "AND d.delivered_at IS NULL AND COALESCE(d.attempts, 0) < ? "
+            "AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= ?) "
+            "ORDER BY a.window_start, a.endpoint, a.method, a.metric LIMIT ?",
+            (webhook, *severities, max_attempts, now, limit),
+        ).fetchall()
+    finally:
+        conn.row_factory = None
+    return [dict(r) for r in rows]
+
+
+def record_attempt(
+    conn: sqlite3.Connection,
+    webhook: str,
+    anomaly: Mapping[str, Any],
+    attempts: int,
+    delivered_at: str | None,
+    next_attempt_at: str | None,
+    error: str | None,
+) -> None:
+    """The outcome of one delivery attempt of an anomaly to a webhook."""
+    with conn:
+        conn.execute(
+            "INSERT OR REPLACE INTO alert_deliveries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (webhook, *(anomaly[k] for k in ANOMALY_KEY), attempts, next_attempt_at,
+             delivered_at, error),
+        )  # fmt: skip

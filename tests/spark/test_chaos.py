@@ -26,24 +26,39 @@ from apistream.pipeline.topology import run_stream
 
 KILLS = int(os.environ.get("APISTREAMTEST_CHAOS_KILLS", "5"))
 # A run starts cold: ~9 s of JVM start-up, then ~20 s of JIT warm-up in its first batch before
-# anything commits, then a few seconds per batch. The kill moments are spread over 5-45 s, one
-# in each of N equal strata in random order, so kills land in start-up and checkpoint
-# recovery, in the first batch's lake writes and commit, and in later batches.
-DELAYS_S = (5.0, 45.0)
+# anything commits, then a few seconds per batch. Half the kills (rounded up) land at a moment
+# of the start: one in each equal stratum of START_S, in random order (start-up, checkpoint
+# recovery, the first batch's work). The others wait for the run's first commit and land up to
+# BATCH_S later, anywhere in a later batch: its parse, lake writes, SQLite commit or Spark's
+# own commit. A run that has not committed by PATIENCE_S is killed then.
+START_S = (3.0, 30.0)
+BATCH_S = 5.0
+PATIENCE_S = 120.0
+
+
+@dataclass(frozen=True)
+class Moment:
+    """When to kill a run: `delay_s` after its start, or after its first commit."""
+
+    delay_s: float
+    after_commit: bool
+
+    def __str__(self) -> str:
+        return f"{self.delay_s:5.2f} s after {'its first commit' if self.after_commit else 'start'}"
 
 
 @dataclass(frozen=True)
 class Kill:
     """One killed run: when, and the batches committed before and after it."""
 
-    delay_s: float
+    moment: Moment
     committed_before: int
     committed_after: int
     exit: int | None  # None: killed; else the run finished before its kill
 
     def __str__(self) -> str:
         outcome = "killed" if self.exit is None else f"exited {self.exit} first"
-        return (f"{self.delay_s:5.2f} s: {outcome}, committed batches "
+        return (f"{self.moment}: {outcome}, committed batches "
                 f"{self.committed_before} -> {self.committed_after}")  # fmt: skip
 
 
@@ -63,30 +78,34 @@ def committed(cfg: Config) -> int:
     return batches
 
 
-def kill_at(cfg: Config, incoming: Path, settings: dict, delay_s: float) -> Kill:
-    """Start a run and SIGKILL its whole process group `delay_s` seconds later."""
+def kill_at(cfg: Config, incoming: Path, settings: dict, moment: Moment) -> Kill:
+    """Start a run and SIGKILL its whole process group at `moment`."""
     before = committed(cfg)
     log_path = Path(cfg.sinks.output).with_suffix(".log")
-    log = log_path.open("ab")
-    proc = subprocess.Popen(
-        cli_stream(cfg, incoming),
-        env=cli_env(settings),
-        stdout=subprocess.DEVNULL,
-        stderr=log,
-        start_new_session=True,  # its own process group: the kill takes the JVM too
-    )
-    try:
-        proc.wait(timeout=delay_s)
-        exit_code = proc.returncode
-        assert exit_code == 0, log_path.read_text(errors="replace")[-2000:]
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        exit_code = None
-    finally:
-        log.close()
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(
+            cli_stream(cfg, incoming),
+            env=cli_env(settings),
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            start_new_session=True,  # its own process group: the kill takes the JVM too
+        )
+        started = time.monotonic()
+        if moment.after_commit:
+            while committed(cfg) == before and time.monotonic() - started < PATIENCE_S:
+                if proc.poll() is not None:
+                    break
+                time.sleep(0.1)
+        try:
+            proc.wait(timeout=moment.delay_s)
+            assert proc.returncode == 0, log_path.read_text(errors="replace")[-2000:]
+            exit_code: int | None = proc.returncode
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            exit_code = None
     _wait_until_gone(proc.pid)
-    return Kill(delay_s, before, committed(cfg), exit_code)
+    return Kill(moment, before, committed(cfg), exit_code)
 
 
 def _wait_until_gone(group: int) -> None:
@@ -101,18 +120,21 @@ def _wait_until_gone(group: int) -> None:
     raise AssertionError(f"process group {group} outlived its SIGKILL")
 
 
-def kill_moments(kills: int, seed: int) -> list[float]:
-    """One moment drawn in each of `kills` equal strata of DELAYS_S, shuffled."""
+def kill_moments(kills: int, seed: int) -> list[Moment]:
+    """Half (rounded up) at start moments, one in each stratum of START_S; the rest after a
+    first commit, anywhere in BATCH_S; in random order."""
     rng = random.Random(seed)
-    low, high = DELAYS_S
-    width = (high - low) / kills
-    moments = [low + (i + rng.random()) * width for i in range(kills)]
+    early = (kills + 1) // 2
+    low, high = START_S
+    width = (high - low) / early
+    moments = [Moment(low + (i + rng.random()) * width, False) for i in range(early)]
+    moments += [Moment(rng.uniform(0, BATCH_S), True) for _ in range(kills - early)]
     rng.shuffle(moments)
     return moments
 
 
 def chaos(cfg: Config, incoming: Path, settings: dict, kills: int, seed: int) -> list[Kill]:
-    return [kill_at(cfg, incoming, settings, t) for t in kill_moments(kills, seed)]
+    return [kill_at(cfg, incoming, settings, m) for m in kill_moments(kills, seed)]
 
 
 def chaos_seed() -> int:

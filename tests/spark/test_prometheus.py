@@ -24,6 +24,7 @@ from apistream.generator.writer import LogGenerator
 from apistream.pipeline.topology import run_stream
 
 PROMETHEUS = os.environ.get("PROMETHEUS_BIN", "prometheus")
+DASHBOARD = Path(__file__).parents[2] / "deploy/grafana/provisioning/dashboards/apistream.json"
 
 
 class Prometheus:
@@ -180,6 +181,10 @@ def test_prometheus_scrapes_a_running_pipeline_and_promql_equals_sqlite(
         errors = prometheus.query("apistream_endpoint_error_rate_5xx")
         p95 = prometheus.query("apistream_endpoint_latency_p95_seconds")
         batches = prometheus.query("apistream_batches_total")
+        # Every panel of the Grafana dashboard answers (anomalies: none in this run).
+        dashboard = json.loads(DASHBOARD.read_text())
+        panels = {t["expr"]: prometheus.query(t["expr"]) for p in dashboard["panels"]
+                  for t in p["targets"]}  # fmt: skip
         page = browser_context_factory().new_page()
         page.goto(f"{prometheus.url}/graph?g0.expr=apistream_records_total&g0.tab=0"
                   "&g0.range_input=2m")  # fmt: skip
@@ -209,3 +214,6 @@ def test_prometheus_scrapes_a_running_pipeline_and_promql_equals_sqlite(
         assert errors[key] == pytest.approx(status_5xx / requests, rel=1e-12)
         assert p95[key] == pytest.approx(latency_p95_ms / 1000, rel=1e-12)
     assert len(rates) == len(windows)
+    assert {e for e, result in panels.items() if not result} == {
+        e for e in panels if "anomalies" in e
+    }

@@ -26,6 +26,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
 from apistream import sqlite_store
+from apistream.alert_delivery import AlertDeliverer
 from apistream.catalog import PIPELINE_QUERY, Paths
 from apistream.config import Config, spark_interval
 from apistream.errors import ApiStreamError
@@ -95,6 +96,7 @@ def run_stream(
             conn, [(e.template, e.service, e.team, e.latency_slo_ms) for e in cfg.endpoints]
         )
     metrics = _serve_metrics(cfg, paths)
+    alerts = AlertDeliverer(paths.sqlite, cfg.alerts).start() if cfg.alerts.webhooks else None
     recorder = ProgressRecorder(paths.sqlite, status)
     spark.streams.addListener(recorder)
     sink = PipelineSink(spark, cfg, paths, status)
@@ -115,6 +117,8 @@ def run_stream(
         if until_idle and not stop.is_set():
             with closing(sqlite_store.connect(paths.sqlite)) as conn:
                 flush(conn, cfg, sink.lake)
+            if alerts is not None:  # the anomalies of the last windows, before exiting
+                alerts.deliver_pending()
         tick()
     finally:
         if query is not None and query.isActive:
@@ -123,6 +127,8 @@ def run_stream(
         sink.close()
         if metrics is not None:
             metrics.close()
+        if alerts is not None:
+            alerts.close()
     return StreamRun(query, sink)
 
 
