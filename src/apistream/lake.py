@@ -32,11 +32,12 @@ def committed_files(table_dir: str | Path) -> list[str]:
 
 
 def read_table(table_dir: str | Path, columns: list[str] | None = None) -> pa.Table:
-    """A lake table (e.g. lake/events) as an Arrow table, Hive partitions as columns."""
+    """A lake table (e.g. lake/events) as an Arrow table, Hive partitions as columns. Files
+    written before a column was added (e.g. the quarantine's raw_bytes) read it as nulls."""
     files = committed_files(table_dir)
     if not files:
         return pa.table({})
-    dataset = ds.dataset(
-        files, format="parquet", partitioning="hive", partition_base_dir=str(table_dir)
-    )
-    return dataset.to_table(columns=columns)
+    layout = {"format": "parquet", "partitioning": "hive", "partition_base_dir": str(table_dir)}
+    first = ds.dataset(files, **layout)
+    schema = pa.unify_schemas([first.schema, *(pq.read_schema(f) for f in files)])
+    return ds.dataset(files, schema=schema, **layout).to_table(columns=columns)
