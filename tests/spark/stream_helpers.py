@@ -8,12 +8,14 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 from apistream.catalog import Paths
 from apistream.config import Config, load_config
 from apistream.lake import read_table
+from apistream.pipeline.topology import run_stream
 
 
 def quality_so_far(db_path: Path) -> tuple[int, int]:
@@ -136,3 +138,26 @@ def small_run_config(root: Path, incoming: Path, settings: dict[str, object]) ->
         environ={},
         overrides={**settings, "source.path": str(incoming), "sinks.output": str(root)},
     )
+
+
+def live_stream(spark, cfg: Config, stop) -> tuple[threading.Thread, list[BaseException]]:
+    """A live run (until `stop` is set) in a thread, returned once its first batch has
+    committed (or failed: the exception is in the list)."""
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            run_stream(spark, cfg, until_idle=False, stop=stop)
+        except BaseException as exc:  # handed to the test thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    deadline = time.monotonic() + 300
+    while (
+        time.monotonic() < deadline
+        and not failure
+        and quality_so_far(Path(cfg.sqlite_path))[0] == 0
+    ):
+        time.sleep(0.2)
+    return thread, failure

@@ -11,13 +11,13 @@ import time
 from pathlib import Path
 
 import pytest
+from stream_helpers import live_stream
 
 from apistream.catalog import Paths
 from apistream.config import load_config
 from apistream.errors import ApiStreamError
 from apistream.generator.writer import LogGenerator
 from apistream.lake import read_table
-from apistream.pipeline.topology import run_stream
 
 pytestmark = pytest.mark.spark
 
@@ -36,24 +36,6 @@ def live_config(tmp_path):
             "sinks.output": str(tmp_path / "out"),
         },
     )
-
-
-def live_stream(spark, cfg, stop: threading.Event) -> tuple[threading.Thread, list[BaseException]]:
-    """A live run in a thread, started once its first batch has committed."""
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            run_stream(spark, cfg, until_idle=False, stop=stop)
-        except BaseException as exc:  # handed to the test thread
-            failure.append(exc)
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and not _committed(cfg):
-        time.sleep(0.2)
-    return thread, failure
 
 
 def test_input_directory_removed_mid_run_is_one_clear_message(spark, tmp_path):
@@ -111,11 +93,3 @@ def _input(cfg) -> int:
             return db.execute("SELECT input FROM data_quality_totals").fetchone()[0] or 0
     except sqlite3.Error:
         return 0
-
-
-def _committed(cfg) -> bool:
-    try:
-        with sqlite3.connect(cfg.sqlite_path) as db:
-            return db.execute("SELECT COUNT(*) FROM sink_commits").fetchone()[0] > 0
-    except sqlite3.Error:
-        return False
