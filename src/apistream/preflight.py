@@ -86,10 +86,15 @@ def check_metrics_port(cfg: Config) -> None:
         try:
             s.bind((host, port))
         except OSError as exc:
-            raise ApiStreamError(
-                f"metrics.port: cannot serve /metrics on {host}:{port}: {exc.strerror or exc} "
-                "(choose another with --metrics-port)"
-            ) from None
+            raise metrics_port_error(host, port, exc) from None
+
+
+def metrics_port_error(host: str, port: int, exc: OSError) -> ApiStreamError:
+    """The one-line error of a metrics.port that cannot be listened on."""
+    return ApiStreamError(
+        f"metrics.port: cannot serve /metrics on {host}:{port}: {exc.strerror or exc} "
+        "(choose another with --metrics-port)"
+    )
 
 
 def check_alert_webhooks(cfg: Config) -> None:

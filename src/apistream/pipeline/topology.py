@@ -33,6 +33,7 @@ from apistream.errors import ApiStreamError
 from apistream.pipeline.progress import LiveStatus, ProgressRecorder
 from apistream.pipeline.sink import PipelineSink
 from apistream.pipeline.sources import read_lines
+from apistream.preflight import metrics_port_error
 from apistream.prometheus_metrics import MetricsServer, serve_metrics
 from apistream.sink_commit import flush
 
@@ -95,14 +96,16 @@ def run_stream(
         sqlite_store.save_endpoints(
             conn, [(e.template, e.service, e.team, e.latency_slo_ms) for e in cfg.endpoints]
         )
-    metrics = _serve_metrics(cfg, paths)
-    alerts = AlertDeliverer(paths.sqlite, cfg.alerts).start() if cfg.alerts.webhooks else None
     recorder = ProgressRecorder(paths.sqlite, status)
-    spark.streams.addListener(recorder)
     sink = PipelineSink(spark, cfg, paths, status)
     spec = query_spec(cfg, paths, until_idle)
+    spark.streams.addListener(recorder)
     query: StreamingQuery | None = None
+    metrics: MetricsServer | None = None
+    alerts: AlertDeliverer | None = None
     try:
+        metrics = _serve_metrics(cfg, paths)
+        alerts = AlertDeliverer(paths.sqlite, cfg.alerts).start() if cfg.alerts.webhooks else None
         query = start(spark, cfg, spec, sink)
         while not stop.is_set():
             try:
@@ -139,10 +142,7 @@ def _serve_metrics(cfg: Config, paths: Paths) -> MetricsServer | None:
     try:
         return serve_metrics(paths.sqlite, cfg.metrics.host, cfg.metrics.port)
     except OSError as exc:
-        raise ApiStreamError(
-            f"metrics.port: cannot serve /metrics on {cfg.metrics.host}:{cfg.metrics.port}: "
-            f"{exc.strerror or exc}"
-        ) from None
+        raise metrics_port_error(cfg.metrics.host, cfg.metrics.port, exc) from None
 
 
 def _stop_between_batches(query: StreamingQuery, patience_s: float = 120.0) -> None:
