@@ -100,6 +100,30 @@ def results(cfg) -> dict[str, object]:
     return out
 
 
+def differences(got: dict[str, object], expected: dict[str, object]) -> str:
+    """What differs between two `results`, table by table: the rows only one side has (a
+    few of each), '' if nothing."""
+    out = []
+    for name in sorted(expected.keys() | got.keys()):
+        mine, theirs = got.get(name, []), expected.get(name, [])
+        if mine == theirs:
+            continue
+        extra = [r for r in mine if r not in theirs]
+        missing = [r for r in theirs if r not in mine]
+        out.append(f"{name}: {len(mine)} rows, expected {len(theirs)}")
+        out += [f"  only got:      {_short(r)}" for r in extra[:3]]
+        out += [f"  only expected: {_short(r)}" for r in missing[:3]]
+    return "\n".join(out)
+
+
+def _short(row: object) -> str:
+    """A row without its bytes (sketches), cut to a readable length."""
+    if isinstance(row, tuple):
+        row = tuple("<bytes>" if isinstance(v, bytes) else v for v in row)
+    text = str(row)
+    return text if len(text) < 400 else text[:400] + "..."
+
+
 def _round(value: object) -> object:
     """Floating sums may differ in the last bits with the order Spark adds them in."""
     return float(f"{value:.12g}") if isinstance(value, float) else value

@@ -18,7 +18,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from stream_helpers import SMALL_RUN, cli_env, cli_stream, results, small_run_config
+from stream_helpers import (
+    SMALL_RUN,
+    cli_env,
+    cli_stream,
+    differences,
+    results,
+    small_run_config,
+)
 
 from apistream.config import Config
 from apistream.generator.writer import LogGenerator
@@ -171,9 +178,8 @@ def test_sigkill_at_random_moments_then_restart_is_exact(spark, request, tmp_pat
     assert sum(k.exit is None for k in kills) >= KILLS // 2, f"too few kills landed; {replay}"
 
     run_stream(spark, cfg, until_idle=True, stop=threading.Event())
-    after = results(cfg)
-    for name in expected:
-        assert after[name] == expected[name], f"{name} differs; {replay}"
+    differ = differences(results(cfg), expected)
+    assert not differ, f"{replay}\n{differ}"
     with sqlite3.connect(cfg.sqlite_path) as db:
         valid = db.execute("SELECT SUM(valid) FROM data_quality").fetchone()[0]
     assert valid == manifest["valid_events"]

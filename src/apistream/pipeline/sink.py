@@ -6,8 +6,10 @@ from them the sink writes the quarantine, drops late records and duplicates agai
 dedup state, writes the new events to the lake, aggregates their window partials, and
 commits the window metrics, finalisation, anomalies and the batch's data-quality account to
 SQLite in one transaction (sink_commit.apply_batch). The lake files of a batch are named by
-its id and replaced on a replay; SQLite skips a committed batch id. So a crash at any point
-followed by a restart leaves the same lake and the same SQLite rows as a clean run.
+its id and replaced on a replay; SQLite skips a committed batch id. A batch of the file
+source is a batch of the sink even when a query batch reads two after a crash
+(checkpoint_log.source_batches). So a crash at any point followed by a restart leaves the same
+lake and the same SQLite rows as a clean run.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import signal
 import sqlite3
 import time
 from collections import Counter
+from datetime import datetime
 
 from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -35,7 +38,12 @@ from apistream.pipeline.batch_values import (
     row_id_in,
     with_batch_values,
 )
-from apistream.pipeline.checkpoint_log import batch_files, batch_timestamp
+from apistream.pipeline.checkpoint_log import (
+    as_file_path,
+    batch_files,
+    batch_timestamp,
+    source_batches,
+)
 from apistream.pipeline.dedup import (
     KEY_HASHES,
     ROW_ID,
@@ -172,16 +180,31 @@ class PipelineSink:
         if self.conn is None:
             self.recover()
         assert self.conn is not None
-        if store.is_committed(self.conn, batch_id):
-            return
+        spark = batch.sparkSession
+        checkpoint = self.paths.checkpoint
+        from_files = self.cfg.source.format == "json"  # files (of any log format), not Kafka
+        # Each of the file source's own batches is a batch of the sink, so a query batch that
+        # reads two of them after a crash (source_batches) commits the two batches an
+        # uninterrupted run commits.
+        parts = source_batches(spark, checkpoint, batch_id) if from_files else [batch_id]
+        for part in parts:
+            if store.is_committed(self.conn, part):
+                continue
+            lines = batch
+            if from_files:
+                files = batch_files(spark, checkpoint, part)
+                if len(parts) > 1:
+                    paths = [as_file_path(f) for f in files]
+                    lines = batch.filter(F.col("source_file").isin(paths))
+                lines = with_unreadable_files(spark, lines, unreadable_files(files))
+            self._run(lines, part, batch_timestamp(spark, checkpoint, batch_id))
+
+    def _run(self, batch: DataFrame, batch_id: int, ingest_time: datetime) -> None:
+        """One batch of the sink: `batch_id` is its id in SQLite and the lake."""
+        assert self.conn is not None
         cutoff = late_cutoff(store.last_commits(self.conn), batch_id, self.cfg.processing.watermark)
         self.state.evict(cutoff)
-        spark = batch.sparkSession
-        ingest_time = batch_timestamp(spark, self.paths.checkpoint, batch_id)
-        if self.cfg.source.format == "json":  # files (of any log format), not Kafka
-            files = batch_files(spark, self.paths.checkpoint, batch_id)
-            batch = with_unreadable_files(spark, batch, unreadable_files(files))
-        lines = with_batch_values(spark, batch, ingest_time, cutoff, self.state.newest)
+        lines = with_batch_values(batch.sparkSession, batch, ingest_time, cutoff, self.state.newest)
         # Parsed and validated once; the row id and the endpoint are fixed once, in the
         # cache, for every later pass.
         records = (
