@@ -4,13 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup deps demo test test-fast test-spark test-kafka lint clean kafka-up kafka-down screenshots bench bench-quick reliability chaos
+.PHONY: help setup deps demo test test-fast test-airflow test-spark test-kafka lint clean kafka-up kafka-down screenshots bench bench-quick reliability chaos
 
 help:
 	@echo "make demo       generate ~1M events, stream them, print a summary"
 	@echo "make test       all tests (fast ones first, then Spark end-to-end)"
 	@echo "make test-fast  tests that need no JVM (seconds)"
 	@echo "make test-kafka only the Kafka tests (start their own broker)"
+	@echo "make test-airflow  only the Airflow DAG tests (airflow dags test; part of make test)"
 	@echo "make kafka-up   start a local Kafka broker on 127.0.0.1:9092 (make kafka-down stops it)"
 	@echo "make reliability  run the hostile-input and fault tests, write docs/reliability.md (~10 min)"
 	@echo "make chaos      SIGKILL the pipeline 30 times at random moments, then check the restart (~15 min)"
@@ -25,7 +26,7 @@ $(STAMP): pyproject.toml
 	@scripts/check_python.sh "$(PYTHON)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	$(BIN)/pip install --quiet -e '.[dev,bench,airflow]'
 	@touch $(STAMP)
 
 setup: $(STAMP)
@@ -49,6 +50,10 @@ test: setup deps
 
 test-fast: setup
 	$(BIN)/pytest -m "not spark" -q
+
+test-airflow: setup
+	@scripts/check_java.sh
+	$(BIN)/pytest -m airflow -q
 
 screenshots: setup
 	@scripts/check_chromium.sh --install
@@ -93,8 +98,8 @@ kafka-down:
 	@scripts/kafka.sh down
 
 lint: setup
-	$(BIN)/ruff check src tests scripts
-	$(BIN)/ruff format --check src tests scripts
+	$(BIN)/ruff check src tests scripts deploy notebooks
+	$(BIN)/ruff format --check src tests scripts deploy
 
 clean:
 	rm -rf $(VENV) output .pytest_cache .ruff_cache .cache

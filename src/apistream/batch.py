@@ -9,7 +9,7 @@ import json
 import sqlite3
 from contextlib import closing
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -21,6 +21,7 @@ from pyspark.sql import functions as F
 from apistream import sqlite_store
 from apistream.catalog import Paths
 from apistream.config import Config, spark_interval
+from apistream.period import DAY, HOUR, Period
 from apistream.pipeline.aggregate import (
     PERCENTILES,
     error_rates,
@@ -34,13 +35,28 @@ ROLLUP_CLASSES = (2, 3, 4, 5)
 RECONCILED = ("requests", "status_2xx", "status_4xx", "status_5xx")
 
 
-def read_events(spark: SparkSession, path: str, start: date | None, end: date | None) -> DataFrame:
-    """The events lake, pruned to the date partitions in [start, end]."""
+ROLLUP_LENGTH = {"hour": HOUR, "day": DAY}
+BATCH_OF_FILE = r"^batch-(\d+)-"  # lake files are named batch-<id>-<n>.parquet
+
+
+def read_events(spark: SparkSession, path: str, last_batch: int | None = None) -> DataFrame:
+    """The events lake; only the files of batches up to `last_batch` if given (those a
+    SQLite snapshot has committed: a live stream may be writing the next)."""
     events = spark.read.parquet(path)
-    if start is not None:
-        events = events.filter(F.col("date") >= start.isoformat())
-    if end is not None:
-        events = events.filter(F.col("date") <= end.isoformat())
+    if last_batch is None:
+        return events
+    batch = F.regexp_extract("_metadata.file_name", BATCH_OF_FILE, 1).cast("long")
+    return events.filter(batch <= last_batch)
+
+
+def in_period(events: DataFrame, period: Period) -> DataFrame:
+    """Events whose event time is in `period`, pruned to its `date` partitions."""
+    if period.start is not None:
+        events = events.filter(F.col("date") >= period.first_day)
+        events = events.filter(F.col("event_time") >= F.lit(period.start))
+    if period.end is not None:
+        events = events.filter(F.col("date") <= period.last_day)
+        events = events.filter(F.col("event_time") < F.lit(period.end))
     return events
 
 
@@ -123,16 +139,12 @@ def slo_report(events: DataFrame, cfg: Config) -> DataFrame:
     )
 
 
-def quality_summary(sqlite_path: str, start: date | None, end: date | None) -> pd.DataFrame:
-    """The data-quality account of the micro-batches processed in [start, end] (by the day
-    they were recorded): input, valid, quarantined by reason, duplicates, late."""
+def quality_summary(sqlite_path: str, period: Period) -> pd.DataFrame:
+    """The data-quality account of the micro-batches recorded in `period`: input, valid,
+    quarantined by reason, duplicates, late."""
     with sqlite_store.read_only(sqlite_path) as db:
         rows = pd.read_sql("SELECT * FROM data_quality", db)
-    day = rows["recorded_at"].str[:10]
-    if start is not None:
-        rows = rows[day >= start.isoformat()]
-    if end is not None:
-        rows = rows[day <= end.isoformat()]
+    rows = rows[[period.holds(t) for t in rows["recorded_at"]]]
     totals = {
         k: int(rows[k].sum()) for k in ("input", "valid", "quarantined", "duplicates", "late")
     }
@@ -140,15 +152,34 @@ def quality_summary(sqlite_path: str, start: date | None, end: date | None) -> p
     for reason, n in reasons.sum().items() if len(reasons) else []:
         totals[f"quarantined_{reason}"] = int(n)
     return pd.DataFrame(
-        [
-            {
-                "from": start.isoformat() if start else None,
-                "to": end.isoformat() if end else None,
-                "batches": len(rows),
-                **totals,
-            }
-        ]
+        [{"from": period.start_iso, "to": period.end_iso, "batches": len(rows), **totals}]
     )
+
+
+@dataclass(frozen=True)
+class StreamSnapshot:
+    """What the stream had committed when a batch run began: the window rows in the period,
+    the last committed batch and the valid events of all batches."""
+
+    windows: pd.DataFrame
+    last_batch: int
+    valid: int
+
+
+def stream_snapshot(sqlite_path: str, period: Period) -> StreamSnapshot:
+    """One read transaction over the stream's tables (WAL: a consistent snapshot while the
+    stream commits)."""
+    with sqlite_store.read_only(sqlite_path) as db:
+        db.execute("BEGIN")
+        windows = pd.read_sql(
+            f"SELECT window_start, endpoint, method, {', '.join(RECONCILED)} FROM endpoint_metrics",
+            db,
+        )
+        last = db.execute("SELECT COALESCE(MAX(batch_id), -1) FROM sink_commits").fetchone()[0]
+        valid = db.execute("SELECT COALESCE(SUM(valid), 0) FROM data_quality").fetchone()[0]
+        db.execute("COMMIT")
+    windows = windows[[period.holds(t) for t in windows["window_start"]]]
+    return StreamSnapshot(windows, int(last), int(valid))
 
 
 @dataclass
@@ -166,30 +197,21 @@ class BatchResult:
 
 
 def reconcile(
-    events: DataFrame, cfg: Config, sqlite_path: str, start: date | None, end: date | None
+    events: DataFrame, window_s: float, stream: StreamSnapshot, period: Period
 ) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Recount window metrics from the events lake and compare with the stream's SQLite
-    rows; every (window, endpoint, method) whose counts differ is a mismatch."""
+    """Recount the windows that start in `period` from the events lake (`events` must reach
+    one window past the period's end) and compare with the stream's rows; every (window,
+    endpoint, method) whose counts differ is a mismatch."""
     recount = (
-        window_counts(events, spark_interval(cfg.processing.window))
+        window_counts(events, spark_interval(window_s))
         .select("window_start", "endpoint", "method", *RECONCILED)
         .toPandas()
     )  # one row per window x endpoint x method: small
-    with sqlite_store.read_only(sqlite_path) as db:
-        stream = pd.read_sql(
-            f"SELECT window_start, endpoint, method, {', '.join(RECONCILED)} FROM endpoint_metrics",
-            db,
-        )
-        valid = db.execute("SELECT COALESCE(SUM(valid), 0) FROM data_quality").fetchone()[0]
-    if start is not None:
-        stream = stream[stream.window_start >= start.isoformat()]
-    if end is not None:
-        stream = stream[
-            stream.window_start
-            < (pd.Timestamp(end) + pd.Timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
-        ]
+    recount = recount[[period.holds(t) for t in recount["window_start"]]]
     key = ["window_start", "endpoint", "method"]
-    both = recount.merge(stream, on=key, how="outer", suffixes=("_lake", "_stream"), indicator=True)
+    both = recount.merge(
+        stream.windows, on=key, how="outer", suffixes=("_lake", "_stream"), indicator=True
+    )
     for col in RECONCILED:
         both[[f"{col}_lake", f"{col}_stream"]] = both[[f"{col}_lake", f"{col}_stream"]].fillna(0)
     differs = both["_merge"] != "both"
@@ -199,41 +221,70 @@ def reconcile(
     mismatches = both.loc[differs, columns].sort_values(key).reset_index(drop=True)
     totals = {
         "lake_events": int(recount["requests"].sum()),
-        "stream_requests": int(stream["requests"].sum()),
-        "data_quality_valid": int(valid),
+        "stream_requests": int(stream.windows["requests"].sum()),
+        "data_quality_valid": stream.valid,
     }
     return mismatches, totals
 
 
-def run_batch(
-    spark: SparkSession, cfg: Config, start: date | None = None, end: date | None = None
-) -> BatchResult:
-    """Rollups, SLO report and reconciliation over the lake; results to SQLite and Parquet."""
+def run_batch(spark: SparkSession, cfg: Config, period: Period | None = None) -> BatchResult:
+    """Rollups, SLO report and reconciliation over the lake in `period` (all of it if None);
+    results to SQLite and Parquet."""
+    period = period or Period()
     paths = Paths.of(cfg)
     spark.conf.set("spark.sql.files.ignoreMissingFiles", "true")  # report, don't crash
+    stream = stream_snapshot(paths.sqlite, period)
+    lake = read_events(spark, paths.events, stream.last_batch)
     # Five aggregations read the same rows: scan and decode the lake once.
-    events = read_events(spark, paths.events, start, end).cache()
+    events = in_period(lake, period).cache()
     rollups = {g: rollup(events, g).toPandas() for g in ROLLUPS}
+    # A rollup period is written only if the range covers it whole (no day from an hour).
+    covered = {g: period.whole(ROLLUP_LENGTH[g]) for g in ROLLUPS}
+    for g, frame in rollups.items():
+        whole = covered[g]
+        rows = [whole is not None and whole.holds(t) for t in frame["period_start"]]
+        rollups[g] = frame[rows].reset_index(drop=True)
     slo = slo_report(events, cfg).orderBy("endpoint").toPandas()
-    outliers = latency_outliers(events, spark_interval(cfg.processing.window)).toPandas()
-    mismatches, totals = reconcile(events, cfg, paths.sqlite, start, end)
+    window_s = cfg.processing.window
+    outliers = latency_outliers(events, spark_interval(window_s)).toPandas()
     events.unpersist()
-    quality = quality_summary(paths.sqlite, start, end)
-    with closing(sqlite3.connect(paths.sqlite)) as db:
+    reach = Period(
+        period.start, None if period.end is None else period.end + timedelta(seconds=window_s)
+    )
+    mismatches, totals = reconcile(in_period(lake, reach), window_s, stream, period)
+    quality = quality_summary(paths.sqlite, period)
+    with closing(sqlite3.connect(paths.sqlite)) as db, db:
         for g, table in ROLLUPS.items():
-            rollups[g].to_sql(table, db, if_exists="replace", index=False)
+            if covered[g] is not None:
+                replace_periods(db, table, "period_start", rollups[g], covered[g])
+        replace_periods(db, "latency_outliers", "window_start", outliers, period)
         slo.to_sql("slo_report", db, if_exists="replace", index=False)
-        outliers.to_sql("latency_outliers", db, if_exists="replace", index=False)
         quality.to_sql("data_quality_summary", db, if_exists="replace", index=False)
         mismatches.to_sql("reconciliation_mismatches", db, if_exists="replace", index=False)
-        db.commit()
     out = Path(cfg.path("lake", "batch"))
     out.mkdir(parents=True, exist_ok=True)
-    tables = [
-        *((ROLLUPS[g], rollups[g]) for g in ROLLUPS),
-        ("slo_report", slo),
-        ("latency_outliers", outliers),
-    ]
-    for name, frame in tables:
-        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), out / f"{name}.parquet")
+    with closing(sqlite3.connect(paths.sqlite)) as db:
+        for name in (*ROLLUPS.values(), "latency_outliers", "slo_report"):
+            if _has_table(db, name):  # the whole table: what every run so far has written
+                frame = pd.read_sql(f"SELECT * FROM {name}", db)
+                pq.write_table(
+                    pa.Table.from_pandas(frame, preserve_index=False), out / f"{name}.parquet"
+                )
     return BatchResult(rollups, slo, outliers, quality, mismatches, totals)
+
+
+def replace_periods(
+    db: sqlite3.Connection, table: str, key: str, rows: pd.DataFrame, period: Period
+) -> None:
+    """The rows of `table` whose `key` time is in `period` become `rows` (created if new)."""
+    if _has_table(db, table):
+        db.execute(
+            f"DELETE FROM {table} WHERE {key} >= COALESCE(?, '') AND {key} < COALESCE(?, '~')",
+            (period.start_iso, period.end_iso),
+        )
+    rows.to_sql(table, db, if_exists="append", index=False)
+
+
+def _has_table(db: sqlite3.Connection, name: str) -> bool:
+    found = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
+    return found.fetchone() is not None

@@ -19,7 +19,7 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from apistream.config import DEFAULT_CONFIG, Config, load_config
-from apistream.errors import ApiStreamError
+from apistream.errors import ApiStreamError, ReconciliationError
 
 app = typer.Typer(
     help="APIStream Analytics: real-time API request-log analytics on Spark Structured Streaming.",
@@ -427,37 +427,38 @@ def top(
 
 @app.command()
 def batch(
-    date_from: Annotated[str | None, typer.Option("--from", help="First day, YYYY-MM-DD.")] = None,
-    date_to: Annotated[str | None, typer.Option("--to", help="Last day, YYYY-MM-DD.")] = None,
+    first: Annotated[
+        str | None,
+        typer.Option("--from", help="First day (YYYY-MM-DD) or hour (YYYY-MM-DDTHH), UTC."),
+    ] = None,
+    last: Annotated[
+        str | None,
+        typer.Option("--to", help="Last day or hour, included (default: all of the lake)."),
+    ] = None,
     config: ConfigOpt = None,
     output: OutputOpt = None,
 ) -> None:
-    """Rollups, SLO report and reconciliation over the lake; exit 1 on any mismatch."""
-    from datetime import date
-
+    """Rollups, SLO report and reconciliation over the lake; exit 3 on any mismatch."""
     from apistream.batch import run_batch
+    from apistream.period import Period
     from apistream.session import build_spark
     from apistream.summary import print_batch_summary
 
     try:
         cfg = _load(config, **{"sinks.output": output})
-        try:
-            start = date.fromisoformat(date_from) if date_from else None
-            end = date.fromisoformat(date_to) if date_to else None
-        except ValueError as exc:
-            raise ApiStreamError(f"--from/--to: {exc}") from None
+        period = Period.parse(first, last)
         if not Path(cfg.sqlite_path).is_file():
             raise ApiStreamError(f"no analytics database at {cfg.sqlite_path}: run the stream")
         spark = build_spark(cfg.spark)
         try:
-            result = run_batch(spark, cfg, start, end)
+            result = run_batch(spark, cfg, period)
         finally:
             spark.stop()
         print_batch_summary(console, result)
         if not result.reconciled:
-            raise ApiStreamError(
-                f"reconciliation failed: {len(result.mismatches)} window(s) differ between "
-                "the events lake and the stream's metrics (listed above)"
+            raise ReconciliationError(
+                f"reconciliation failed: {len(result.mismatches)} window(s) in {period} differ "
+                "between the events lake and the stream's metrics (listed above)"
             )
     except ApiStreamError as exc:
         _fail(exc)

@@ -6,21 +6,23 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from apistream.batch import read_events, run_batch
+from apistream.batch import in_period, read_events, run_batch
 from apistream.config import load_config
 from apistream.generator.writer import LogGenerator
 from apistream.lake import committed_files, read_table
+from apistream.period import Period
 from apistream.pipeline.topology import Paths, run_stream
 from apistream.top import top_n
 
-# Yesterday 23:50 to today 00:10 UTC (relative to the test's clock): two date partitions.
+# 23:50 the day before yesterday to 00:10 yesterday, UTC (by the test's clock): two date
+# partitions and two hours.
 MIDNIGHT = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 START = MIDNIGHT - timedelta(days=1, minutes=10)
 
@@ -111,8 +113,7 @@ def test_from_to_reads_only_partitions_in_range(lake, spark):
     cfg, events, _ = lake
     days = sorted(events["event_time"].dt.strftime("%Y-%m-%d").unique())
     assert len(days) == 2
-    second = date.fromisoformat(days[1])
-    df = read_events(spark, Paths.of(cfg).events, second, second)
+    df = in_period(read_events(spark, Paths.of(cfg).events), Period.parse(days[1], days[1]))
     plan = df._jdf.queryExecution().executedPlan().toString()
     assert "PartitionFilters: [isnotnull(date" in plan and days[1] in plan
     assert df.count() == int((events["event_time"].dt.strftime("%Y-%m-%d") == days[1]).sum())
@@ -165,6 +166,40 @@ def test_quality_summary_over_the_period(lake):
     assert q["late"] == manifest["late_beyond_watermark"]
     for kind, n in manifest["defects"].items():
         assert q[f"quarantined_{kind}"] == n
+
+
+def test_an_hour_replaces_its_own_rollups_and_reads_only_committed_batches(lake, spark):
+    """`--from/--to` an hour (the hourly Airflow DAG): its hourly rows are rewritten, the
+    other hours and the days stay, and a lake file of a batch SQLite has not committed (a
+    live stream's next batch) is not read."""
+    cfg, events, _ = lake
+    hour = START.strftime("%Y-%m-%dT%H")  # 23:00, the first of the two days
+    in_hour = events[events["event_time"].dt.strftime("%Y-%m-%dT%H") == hour]
+    # A copy of a file of that hour as batch 10^9's: uncommitted, so not read.
+    source = next(f for f in sorted(committed_files(Paths.of(cfg).events)) if "hour=23" in f)
+    stray = Path(source).with_name("batch-1000000000-0.parquet")
+    stray.write_bytes(Path(source).read_bytes())
+    with sqlite3.connect(cfg.sqlite_path) as db:
+        before = db.execute("SELECT * FROM rollup_daily ORDER BY 1, 2, 3").fetchall()
+        other = (START + timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M:%SZ")  # 00:00
+        others = db.execute(
+            "SELECT COUNT(*) FROM rollup_hourly WHERE period_start = ?", (other,)
+        ).fetchone()[0]
+        db.execute("UPDATE rollup_hourly SET requests = -1")  # every hour's rows, spoilt
+    try:
+        result = run_batch(spark, cfg, Period.parse(hour, hour))
+    finally:
+        stray.unlink()
+    assert result.reconciled, result.mismatches
+    assert result.totals["lake_events"] == result.totals["stream_requests"] == len(in_hour)
+    assert result.rollups["day"].empty
+    with sqlite3.connect(cfg.sqlite_path) as db:
+        hourly = dict(
+            db.execute("SELECT period_start, SUM(requests) FROM rollup_hourly GROUP BY 1")
+        )
+        assert db.execute("SELECT * FROM rollup_daily ORDER BY 1, 2, 3").fetchall() == before
+    # The hour's rows recomputed; the other hour's (spoilt) rows untouched.
+    assert hourly == {f"{hour}:00:00Z": len(in_hour), other: -others}
 
 
 def test_reconciliation_passes_then_fails_naming_the_window(lake, spark):

@@ -52,6 +52,13 @@ def test_unknown_config_key_in_file(tmp_path):
     assert "Traceback" not in out.stderr
 
 
+def test_batch_names_a_bad_period_before_anything_runs(tmp_path):
+    out = cli("batch", "--from", "2026-11-29T13:30", "--output", str(tmp_path))
+    assert out.returncode == 2
+    assert "--from: '2026-11-29T13:30' is not a whole hour" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
 def test_missing_input_directory(tmp_path):
     out = cli("stream", "--input", str(tmp_path / "nope"), "--output", str(tmp_path / "o"))
     assert out.returncode == 1
