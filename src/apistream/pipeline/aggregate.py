@@ -1,6 +1,8 @@
 """Events -> per window x endpoint x method aggregates. Built-in functions only; batch or
 stream."""
 
+from functools import cache
+
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
@@ -68,18 +70,30 @@ def window_partials(events: DataFrame, window_s: float, outcome: str | None = No
     With `outcome` (a column naming what became of each row), only ACCEPTED rows are
     aggregated by window; every other outcome adds one row with its count and newest event,
     so a batch's partials and its account come from one aggregation."""
+    keys, aggregates, columns = _partial_columns(window_s, outcome)
+    return events.groupBy(*keys).agg(*aggregates).select(*columns)
+
+
+@cache
+def _partial_columns(
+    window_s: float, outcome: str | None
+) -> tuple[list[Column], list[Column], list[Column | str]]:
+    """The grouping keys, aggregates and output columns of window_partials, built once per
+    window and outcome (each Column call is a round trip to the JVM; a micro-batch should not
+    pay them again)."""
     keep = F.lit(True) if outcome is None else F.col(outcome) == ACCEPTED
 
     def only(col: Column) -> Column:
         return col if outcome is None else F.when(keep, col)
 
     keys = [
+        *([F.col(outcome)] if outcome else []),
         only(window_start(F.col("event_time"), window_s)).alias("start"),
         only(F.col("endpoint")).alias("endpoint"),
         only(F.col("method")).alias("method"),
         only(latency_bucket(F.col("latency_ms"))).alias("bucket"),
     ]
-    agg = events.groupBy(*([F.col(outcome)] if outcome else []), *keys).agg(
+    aggregates = [
         F.count(F.lit(1)).alias("requests"),
         *status_counts(),
         F.count("latency_ms").alias("latency_count"),
@@ -90,8 +104,8 @@ def window_partials(events: DataFrame, window_s: float, outcome: str | None = No
         F.min("latency_ms").alias("latency_min_ms"),
         F.max("latency_ms").alias("latency_max_ms"),
         F.max("event_time").alias("max_event_time"),
-    )
-    return agg.select(
+    ]
+    columns = [
         *([outcome] if outcome else []),
         F.date_format("start", ISO_S).alias("window_start"),
         F.date_format(
@@ -108,7 +122,8 @@ def window_partials(events: DataFrame, window_s: float, outcome: str | None = No
         "latency_min_ms",
         "latency_max_ms",
         F.date_format("max_event_time", ISO_MS).alias("max_event_time"),
-    )
+    ]
+    return keys, aggregates, columns
 
 
 def window_counts(events: DataFrame, window: str) -> DataFrame:

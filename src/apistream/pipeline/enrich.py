@@ -117,9 +117,14 @@ def with_endpoint(cfg: Config) -> Callable[[DataFrame], DataFrame]:
     """Adds `endpoint`, the template of `path` (computed once per record, read by the events
     and the window partials)."""
 
+    template: list[Column] = []  # built on first use, then reused by every batch
+
     def transform(df: DataFrame) -> DataFrame:
-        template = endpoint_template(F.col("path"), cfg.enrichment.patterns, cfg.endpoints)
-        return df.withColumn("endpoint", template)
+        if not template:
+            template.append(
+                endpoint_template(F.col("path"), cfg.enrichment.patterns, cfg.endpoints)
+            )
+        return df.withColumn("endpoint", template[0])
 
     return transform
 
@@ -139,7 +144,9 @@ def to_events(
     if hashing and hash_key is None:
         raise ValueError("hashing client_ip or api_key needs the hash_key frame")
 
-    def transform(df: DataFrame) -> DataFrame:
+    built: list[list[Column | str]] = []  # the columns, built on first use, then reused
+
+    def columns() -> list[Column | str]:
         key = F.col(HASH_KEY)
         ip = F.col("client_ip")
         if client_ip == "truncate":
@@ -147,9 +154,7 @@ def to_events(
         elif client_ip == "hash":
             ip = keyed_hash(ip, key)
         caller = keyed_hash(F.col("api_key"), key) if api_key == "hash" else F.col("api_key")
-        if hashing:
-            df = df.crossJoin(F.broadcast(hash_key))
-        events = df.select(
+        return [
             "request_id",
             "event_time",
             "method",
@@ -167,8 +172,14 @@ def to_events(
             *KEY_HASHES,
             F.date_format("event_time", "yyyy-MM-dd").alias("date"),
             F.hour("event_time").alias("hour"),
-        )
-        joined = events.join(F.broadcast(dimension), on="endpoint", how="left")
+        ]
+
+    def transform(df: DataFrame) -> DataFrame:
+        if not built:
+            built.append(columns())
+        if hashing:
+            df = df.crossJoin(F.broadcast(hash_key))
+        joined = df.select(*built[0]).join(F.broadcast(dimension), on="endpoint", how="left")
         return joined.select(*EVENT_COLUMNS)
 
     return transform

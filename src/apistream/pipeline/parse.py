@@ -1,5 +1,7 @@
 """Raw lines -> string fields and typed fields. Column and DataFrame functions, no I/O."""
 
+from functools import cache
+
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
@@ -59,24 +61,31 @@ def parse_json_lines(lines: DataFrame) -> DataFrame:
 
     Typed: event_time, status_code, latency, nbytes (null where the text does not convert).
     """
+    parsed_json, fields, typed = _json_columns()
+    others = [c for c in lines.columns if c != "value"]
+    return lines.withColumn("_j", parsed_json).select(*fields, *others).withColumns(typed)
+
+
+@cache
+def _json_columns() -> tuple[Column, list[Column], dict[str, Column]]:
+    """The expressions of parse_json_lines, built once (each Column call is a round trip to
+    the JVM, and a micro-batch should not pay them again)."""
     options = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT_COLUMN}
-    parsed = lines.withColumn("_j", F.from_json("value", RAW_SCHEMA, options))
-    fields = [blank_to_null(F.col(f"_j.{f}")).alias(f) for f in RAW_FIELDS]
     malformed = (
         F.col("_j").isNull()
         | F.col(f"_j.{CORRUPT_COLUMN}").isNotNull()
         | (F.trim(F.col("value")) == "")
     )
-    return (
-        parsed.select(
-            F.col("value").alias("raw"),
-            malformed.alias("is_malformed"),
-            *fields,
-            *[c for c in lines.columns if c != "value"],
-        )
-        .withColumn("method", F.upper(F.trim("method")))
-        .withColumn("event_time", to_timestamp_lenient(F.col("timestamp")))
-        .withColumn("status_code", F.trim("status").try_cast("int"))
-        .withColumn("latency", F.trim("latency_ms").try_cast("double"))
-        .withColumn("nbytes", F.trim("bytes_sent").try_cast("long"))
-    )
+    fields = [
+        F.col("value").alias("raw"),
+        malformed.alias("is_malformed"),
+        *[blank_to_null(F.col(f"_j.{f}")).alias(f) for f in RAW_FIELDS],
+    ]
+    typed = {
+        "method": F.upper(F.trim("method")),
+        "event_time": to_timestamp_lenient(F.col("timestamp")),
+        "status_code": F.trim("status").try_cast("int"),
+        "latency": F.trim("latency_ms").try_cast("double"),
+        "nbytes": F.trim("bytes_sent").try_cast("long"),
+    }
+    return F.from_json("value", RAW_SCHEMA, options), fields, typed

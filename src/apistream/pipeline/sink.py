@@ -156,6 +156,11 @@ class PipelineSink:
             spark, paths.quarantine, f"{paths.staging}/quarantine", ("ingest_date",)
         )
         self.lake = LakeWriters(RowsFile(paths.endpoint_metrics), RowsFile(paths.anomalies))
+        # Transforms made once: each builds its Column expressions on first use and reuses
+        # them, as every Column call is a round trip to the JVM (docs/performance.md).
+        self.with_endpoint = with_endpoint(cfg)
+        e = cfg.enrichment
+        self.to_events = to_events(self.dimension, e.client_ip, e.api_key, self.hash_key)
         self.state = DedupState(spark)
         self.conn: sqlite3.Connection | None = None
 
@@ -215,7 +220,7 @@ class PipelineSink:
                 keep_raw=self.cfg.enrichment.keeps_raw,
             )
             .withColumn(ROW_ID, F.monotonically_increasing_id())
-            .transform(with_endpoint(self.cfg))
+            .transform(self.with_endpoint)
             .persist(StorageLevel.MEMORY_AND_DISK)
         )
         try:
@@ -234,10 +239,7 @@ class PipelineSink:
         bad = records.filter(~is_valid()).transform(to_quarantine).coalesce(1)
         self.quarantine.write(bad, batch_id)
         clock.lap("quarantine_write")
-        enrichment = self.cfg.enrichment
-        events = candidates.filter(~repeated).transform(
-            to_events(self.dimension, enrichment.client_ip, enrichment.api_key, self.hash_key)
-        )
+        events = candidates.filter(~repeated).transform(self.to_events)
         files = self.events.write(events, batch_id)
         clock.lap("events_write")
         checked = outcome_rows(records, repeated)
