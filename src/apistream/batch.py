@@ -6,6 +6,7 @@ Pure DataFrame functions first; `run_batch` does the I/O (lake in, SQLite + Parq
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -45,8 +46,8 @@ def read_events(spark: SparkSession, path: str, last_batch: int | None = None) -
     events = spark.read.parquet(path)
     if last_batch is None:
         return events
-    batch = F.regexp_extract("_metadata.file_name", BATCH_OF_FILE, 1).cast("long")
-    return events.filter(batch <= last_batch)
+    batch = F.regexp_extract("_metadata.file_name", BATCH_OF_FILE, 1).try_cast("long")
+    return events.filter(batch <= last_batch)  # a file not named so (null) is not read
 
 
 def in_period(events: DataFrame, period: Period) -> DataFrame:
@@ -144,7 +145,7 @@ def quality_summary(sqlite_path: str, period: Period) -> pd.DataFrame:
     quarantined by reason, duplicates, late."""
     with sqlite_store.read_only(sqlite_path) as db:
         rows = pd.read_sql("SELECT * FROM data_quality", db)
-    rows = rows[[period.holds(t) for t in rows["recorded_at"]]]
+    rows = within(rows, "recorded_at", period)
     totals = {
         k: int(rows[k].sum()) for k in ("input", "valid", "quarantined", "duplicates", "late")
     }
@@ -178,7 +179,7 @@ def stream_snapshot(sqlite_path: str, period: Period) -> StreamSnapshot:
         last = db.execute("SELECT COALESCE(MAX(batch_id), -1) FROM sink_commits").fetchone()[0]
         valid = db.execute("SELECT COALESCE(SUM(valid), 0) FROM data_quality").fetchone()[0]
         db.execute("COMMIT")
-    windows = windows[[period.holds(t) for t in windows["window_start"]]]
+    windows = within(windows, "window_start", period)
     return StreamSnapshot(windows, int(last), int(valid))
 
 
@@ -207,7 +208,7 @@ def reconcile(
         .select("window_start", "endpoint", "method", *RECONCILED)
         .toPandas()
     )  # one row per window x endpoint x method: small
-    recount = recount[[period.holds(t) for t in recount["window_start"]]]
+    recount = within(recount, "window_start", period)
     key = ["window_start", "endpoint", "method"]
     both = recount.merge(
         stream.windows, on=key, how="outer", suffixes=("_lake", "_stream"), indicator=True
@@ -242,11 +243,13 @@ def run_batch(spark: SparkSession, cfg: Config, period: Period | None = None) ->
     covered = {g: period.whole(ROLLUP_LENGTH[g]) for g in ROLLUPS}
     for g, frame in rollups.items():
         whole = covered[g]
-        rows = [whole is not None and whole.holds(t) for t in frame["period_start"]]
-        rollups[g] = frame[rows].reset_index(drop=True)
+        rollups[g] = frame.iloc[:0] if whole is None else within(frame, "period_start", whole)
     slo = slo_report(events, cfg).orderBy("endpoint").toPandas()
     window_s = cfg.processing.window
-    outliers = latency_outliers(events, spark_interval(window_s)).toPandas()
+    # A window that starts before the period (one that does not divide an hour) is left out.
+    outliers = within(
+        latency_outliers(events, spark_interval(window_s)).toPandas(), "window_start", period
+    )
     events.unpersist()
     reach = Period(
         period.start, None if period.end is None else period.end + timedelta(seconds=window_s)
@@ -267,10 +270,17 @@ def run_batch(spark: SparkSession, cfg: Config, period: Period | None = None) ->
         for name in (*ROLLUPS.values(), "latency_outliers", "slo_report"):
             if _has_table(db, name):  # the whole table: what every run so far has written
                 frame = pd.read_sql(f"SELECT * FROM {name}", db)
-                pq.write_table(
-                    pa.Table.from_pandas(frame, preserve_index=False), out / f"{name}.parquet"
-                )
+                # Written aside and renamed: a reader (or a concurrent run) never sees half a file.
+                part = out / f".{name}.{os.getpid()}.parquet.tmp"
+                pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), part)
+                os.replace(part, out / f"{name}.parquet")
     return BatchResult(rollups, slo, outliers, quality, mismatches, totals)
+
+
+def within(frame: pd.DataFrame, column: str, period: Period) -> pd.DataFrame:
+    """The rows whose `column` (ISO time) is in `period`; an empty frame keeps its columns."""
+    keep = frame[column].map(period.holds).astype(bool)
+    return frame[keep].reset_index(drop=True)
 
 
 def replace_periods(

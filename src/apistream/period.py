@@ -7,11 +7,14 @@ inclusive on the command line and kept as a half-open range [start, end) here.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from apistream.errors import UsageError
 
+# A day, or a day and an hour (and optionally minutes, seconds, an offset).
+_SHAPE = re.compile(r"^\d{4}-\d{2}-\d{2}(?:[Tt ]\d{2}(?::.*)?(?:[+-].*|Z)?)?$")
 DAY = timedelta(days=1)
 HOUR = timedelta(hours=1)
 
@@ -20,13 +23,15 @@ def _parse(text: str, option: str) -> tuple[datetime, timedelta]:
     """A day (YYYY-MM-DD) or an hour (YYYY-MM-DDTHH, minutes and seconds 0 if given) ->
     its start in UTC and its length."""
     try:
+        if not _SHAPE.match(text):
+            raise ValueError(text)
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise UsageError(
             f"{option}: {text!r} is neither a day (YYYY-MM-DD) nor an hour (YYYY-MM-DDTHH)"
         ) from None
     moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-    if "T" not in text and " " not in text:
+    if len(text) == len("YYYY-MM-DD"):
         return moment, DAY
     if (moment.minute, moment.second, moment.microsecond) != (0, 0, 0):
         raise UsageError(f"{option}: {text!r} is not a whole hour")

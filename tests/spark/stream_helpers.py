@@ -103,9 +103,9 @@ def results(cfg) -> dict[str, object]:
 def differences(got: dict[str, object], expected: dict[str, object]) -> str:
     """What differs between two `results`, table by table: the rows only one side has (a
     few of each), '' if nothing."""
-    out = []
-    for name in sorted(expected.keys() | got.keys()):
-        mine, theirs = got.get(name, []), expected.get(name, [])
+    out = [f"{name}: only one side has it" for name in sorted(expected.keys() ^ got.keys())]
+    for name in sorted(expected.keys() & got.keys()):
+        mine, theirs = got[name], expected[name]
         if mine == theirs:
             continue
         extra = [r for r in mine if r not in theirs]

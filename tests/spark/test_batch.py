@@ -202,6 +202,19 @@ def test_an_hour_replaces_its_own_rollups_and_reads_only_committed_batches(lake,
     assert hourly == {f"{hour}:00:00Z": len(in_hour), other: -others}
 
 
+def test_an_hour_without_events_reconciles_and_writes_no_rows(lake, spark):
+    cfg, _, _ = lake
+    quiet = (START - timedelta(hours=5)).strftime("%Y-%m-%dT%H")
+    with sqlite3.connect(cfg.sqlite_path) as db:
+        before = db.execute("SELECT COUNT(*) FROM rollup_hourly").fetchone()[0]
+    result = run_batch(spark, cfg, Period.parse(quiet, quiet))
+    assert result.reconciled
+    assert result.totals["lake_events"] == result.totals["stream_requests"] == 0
+    assert result.rollups["hour"].empty and result.outliers.empty
+    with sqlite3.connect(cfg.sqlite_path) as db:
+        assert db.execute("SELECT COUNT(*) FROM rollup_hourly").fetchone()[0] == before
+
+
 def test_reconciliation_passes_then_fails_naming_the_window(lake, spark):
     cfg, events, result = lake
     assert result.reconciled, result.mismatches

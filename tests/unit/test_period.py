@@ -42,6 +42,8 @@ def test_whole_periods_of_a_range():
     ("first", "last", "message"),
     [
         ("29/11/2026", None, "--from: '29/11/2026' is neither a day"),
+        ("20261129", None, "--from: '20261129' is neither a day"),
+        ("2026-11-29_13", None, "--from: '2026-11-29_13' is neither a day"),
         ("2026-11-29T13:30", None, "--from: '2026-11-29T13:30' is not a whole hour"),
         ("2026-11-29", "2026-11-28", "--to 2026-11-28 is before --from 2026-11-29"),
     ],

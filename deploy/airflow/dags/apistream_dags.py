@@ -6,9 +6,11 @@
 - `apistream_daily`, at 00:30 UTC: `apistream batch` for the previous day (daily rollups
   too), then `apistream report` (the HTML report and charts).
 
-A reconciliation mismatch (exit 3) fails its task at once: the data differ, and a retry would
-read the same data. Any other failure (Spark could not start, the disk is full) is retried.
-The batch runs read only what the stream has committed, so they can run beside it.
+A reconciliation mismatch (exit 3) or a bad option or config (exit 2) fails its task at once:
+a retry would meet the same data or the same config. Any other failure (Spark could not start,
+the disk is full) is retried. The batch runs read only what the stream has committed, so they
+can run beside it; the hourly and the daily run may overlap (they replace different rollup
+rows, and the Parquet copies are replaced whole, by rename).
 
 Install `apistream[airflow]` and copy this file into Airflow's dags folder. Each run's params
 (or `-c '{"output": "..."}'` on a manual run): `apistream`, the command (default: the one
@@ -27,7 +29,9 @@ from pathlib import Path
 from airflow.sdk import DAG, CronTriggerTimetable, Param, get_current_context, task
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-RECONCILIATION_FAILED = 3  # apistream's exit code when the lake and the stream differ
+# apistream's exit codes that a retry cannot mend: the lake and the stream differ (3); a bad
+# option or config (2).
+FINAL = {3: "reconciliation failed: the lake and the stream differ", 2: "bad option or config"}
 
 _beside = Path(sys.executable).with_name("apistream")
 PARAMS = {
@@ -52,10 +56,17 @@ def run_apistream(*args: str) -> None:
         assert proc.stdout is not None
         for line in proc.stdout:
             print(line, end="", flush=True)
-    if proc.returncode == RECONCILIATION_FAILED:
-        raise AirflowFailException("reconciliation failed: the lake and the stream differ")
+    if proc.returncode in FINAL:
+        raise AirflowFailException(FINAL[proc.returncode])
     if proc.returncode:
         raise AirflowException(f"apistream {args[0]} exited {proc.returncode}")
+
+
+def run_time() -> datetime:
+    """When the run is for: its logical date, or for a manual run without one, when it was
+    asked to run."""
+    context = get_current_context()
+    return context.get("logical_date") or context["dag_run"].run_after
 
 
 def scheduled_dag(dag_id: str, schedule: str, description: str) -> DAG:
@@ -65,7 +76,7 @@ def scheduled_dag(dag_id: str, schedule: str, description: str) -> DAG:
         schedule=CronTriggerTimetable(schedule, timezone="UTC"),
         start_date=datetime(2026, 1, 1),
         catchup=False,
-        max_active_runs=1,  # batch runs of one output take turns
+        max_active_runs=1,  # runs of one DAG take turns
         default_args=DEFAULTS,
         params=PARAMS,
         doc_md=__doc__,
@@ -78,9 +89,8 @@ with scheduled_dag(
 ) as hourly:
 
     @task
-    def batch_previous_hour(logical_date: datetime | None = None) -> None:
-        assert logical_date is not None
-        hour = (logical_date - timedelta(hours=1)).strftime("%Y-%m-%dT%H")
+    def batch_previous_hour() -> None:
+        hour = (run_time() - timedelta(hours=1)).strftime("%Y-%m-%dT%H")
         run_apistream("batch", "--from", hour, "--to", hour)
 
     batch_previous_hour()
@@ -91,9 +101,8 @@ with scheduled_dag(
 ) as daily:
 
     @task
-    def batch_previous_day(logical_date: datetime | None = None) -> None:
-        assert logical_date is not None
-        day = (logical_date - timedelta(days=1)).strftime("%Y-%m-%d")
+    def batch_previous_day() -> None:
+        day = (run_time() - timedelta(days=1)).strftime("%Y-%m-%d")
         run_apistream("batch", "--from", day, "--to", day)
 
     @task

@@ -40,6 +40,9 @@ class LiveStatus:
             "late": 0,
         }
     )
+    # The query's batch id -> the id of its last sink batch, until the listener reads it (they
+    # differ after a crash: pipeline.checkpoint_log.source_batches).
+    sink_batches: dict[int, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def snapshot(self) -> tuple[dict[str, QueryStatus], dict[str, int]]:
@@ -76,8 +79,10 @@ class ProgressRecorder(StreamingQueryListener):
 
     def onQueryProgress(self, event: Any) -> None:
         p = event.progress
-        state_rows = sqlite_store.state_rows(self.conn, p.batchId)
-        watermark = sqlite_store.late_cutoff_of(self.conn, p.batchId)
+        with self.status.lock:
+            sink_batch = self.status.sink_batches.pop(p.batchId, p.batchId)
+        state_rows = sqlite_store.state_rows(self.conn, sink_batch)
+        watermark = sqlite_store.late_cutoff_of(self.conn, sink_batch)
         sqlite_store.record_progress(
             self.conn,
             {

@@ -28,6 +28,7 @@ from pyspark.sql import functions as F
 from apistream import sqlite_store as store
 from apistream.catalog import Paths
 from apistream.config import Config, hash_key
+from apistream.errors import ApiStreamError
 from apistream.ingest.file_checks import unreadable_files
 from apistream.lake import RowsFile
 from apistream.pipeline.aggregate import ACCEPTED, window_partials
@@ -192,6 +193,8 @@ class PipelineSink:
         # reads two of them after a crash (source_batches) commits the two batches an
         # uninterrupted run commits.
         parts = source_batches(spark, checkpoint, batch_id) if from_files else [batch_id]
+        if len(parts) > 1:
+            _check_split(batch, [f for part in parts for f in batch_files(spark, checkpoint, part)])
         for part in parts:
             if store.is_committed(self.conn, part):
                 continue
@@ -203,6 +206,8 @@ class PipelineSink:
                     lines = batch.filter(F.col("source_file").isin(paths))
                 lines = with_unreadable_files(spark, lines, unreadable_files(files))
             self._run(lines, part, batch_timestamp(spark, checkpoint, batch_id))
+        with self.status.lock:
+            self.status.sink_batches[batch_id] = parts[-1]
 
     def _run(self, batch: DataFrame, batch_id: int, ingest_time: datetime) -> None:
         """One batch of the sink: `batch_id` is its id in SQLite and the lake."""
@@ -255,6 +260,20 @@ class PipelineSink:
         _fault_point(batch_id)
         apply_batch(self.conn, out, self.cfg, self.lake)
         self.status.add_totals(counts)
+
+
+def _check_split(batch: DataFrame, files: list[str]) -> None:
+    """Fail, naming them, if the rows of a query batch come from files its source batches do
+    not list: filtered by file, their rows would be lost without a count. (Only after a
+    crash, so the extra Spark job is rare.)"""
+    paths = [as_file_path(f) for f in files]
+    strays = batch.filter(~F.col("source_file").isin(paths)).select("source_file").distinct()
+    found = strays.limit(5).toArrow().column("source_file").to_pylist()
+    if found:
+        raise ApiStreamError(
+            f"a batch reads files its source log does not list as such (e.g. {found[0]}; "
+            f"the log has {files[:2]}): cannot split it into the source's batches"
+        )
 
 
 class StageClock:
