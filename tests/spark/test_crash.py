@@ -21,23 +21,31 @@ from stream_helpers import (
 )
 
 from apistream.catalog import Paths
+from apistream.config import Config
 from apistream.pipeline.sink import KILL_BEFORE_COMMIT
 from apistream.pipeline.topology import run_stream
 
 
-def test_sigkill_between_lake_write_and_sqlite_commit_then_restart_is_exact(
-    spark, small_run, tmp_path
-):
+def killed_before_commit(small_run, tmp_path: Path, batch: int) -> Config:
+    """The config of an `apistream stream` run over the small run's input, SIGKILLed with
+    its JVM once batch `batch`'s lake files are written, before its SQLite commit."""
     cfg = small_run_config(tmp_path / "crashed", small_run.incoming, SMALL_RUN)
     killed = subprocess.run(
         cli_stream(cfg, small_run.incoming),
-        env=cli_env(SMALL_RUN, **{KILL_BEFORE_COMMIT: "3"}),
+        env=cli_env(SMALL_RUN, **{KILL_BEFORE_COMMIT: str(batch)}),
         capture_output=True,
         text=True,
         timeout=600,
         start_new_session=True,  # its own process group: the kill takes the JVM too
     )
     assert killed.returncode == -9, killed.stderr[-2000:]
+    return cfg
+
+
+def test_sigkill_between_lake_write_and_sqlite_commit_then_restart_is_exact(
+    spark, small_run, tmp_path
+):
+    cfg = killed_before_commit(small_run, tmp_path, batch=3)
     with sqlite3.connect(cfg.sqlite_path) as db:
         committed = [r[0] for r in db.execute("SELECT batch_id FROM sink_commits")]
     assert committed == [0, 1, 2]
@@ -61,16 +69,7 @@ def test_sigkill_between_the_file_source_log_and_the_offset_log_then_restart_is_
     query batch's offsets (offsets/N). After a kill between the two, the restarted query's
     batch N reads source batches N and N + 1 at once; the sink commits them as the two
     batches an uninterrupted run commits."""
-    cfg = small_run_config(tmp_path / "crashed", small_run.incoming, SMALL_RUN)
-    killed = subprocess.run(
-        cli_stream(cfg, small_run.incoming),
-        env=cli_env(SMALL_RUN, **{KILL_BEFORE_COMMIT: "2"}),
-        capture_output=True,
-        text=True,
-        timeout=600,
-        start_new_session=True,
-    )
-    assert killed.returncode == -9, killed.stderr[-2000:]
+    cfg = killed_before_commit(small_run, tmp_path, batch=2)
     checkpoint = Path(Paths.of(cfg).checkpoint)
     assert (checkpoint / "sources" / "0" / "2").exists()
     # What a kill a moment earlier leaves: batch 2's files in the source's log, its offsets

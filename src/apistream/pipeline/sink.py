@@ -193,19 +193,21 @@ class PipelineSink:
         # reads two of them after a crash (source_batches) commits the two batches an
         # uninterrupted run commits.
         parts = source_batches(spark, checkpoint, batch_id) if from_files else [batch_id]
+        files_of = {part: batch_files(spark, checkpoint, part) for part in parts if from_files}
         if len(parts) > 1:
-            _check_split(batch, [f for part in parts for f in batch_files(spark, checkpoint, part)])
+            _check_split(batch, [f for files in files_of.values() for f in files])
+        ingest_time = batch_timestamp(spark, checkpoint, batch_id)
         for part in parts:
             if store.is_committed(self.conn, part):
                 continue
             lines = batch
             if from_files:
-                files = batch_files(spark, checkpoint, part)
+                files = files_of[part]
                 if len(parts) > 1:
                     paths = [as_file_path(f) for f in files]
                     lines = batch.filter(F.col("source_file").isin(paths))
                 lines = with_unreadable_files(spark, lines, unreadable_files(files))
-            self._run(lines, part, batch_timestamp(spark, checkpoint, batch_id))
+            self._run(lines, part, ingest_time)
         with self.status.lock:
             self.status.sink_batches[batch_id] = parts[-1]
 
