@@ -79,16 +79,24 @@ def test_report_renders_offline_with_values_from_sqlite(
         total_input = db.execute("SELECT input FROM data_quality_totals").fetchone()[0]
         anomalies = db.execute("SELECT COUNT(*) FROM anomalies").fetchone()[0]
         metrics = [m for (m,) in db.execute("SELECT DISTINCT metric FROM anomalies")]
-    # One marker trace on each chart that has anomalies of its kind.
+        traffic = db.execute(
+            "SELECT COUNT(*) FROM anomalies WHERE metric NOT LIKE '%latency%' "
+            "AND metric NOT LIKE '%error%'"
+        ).fetchone()[0]
+    # One marker trace on each chart that has anomalies of its kind; a shaded region on the
+    # throughput chart for each traffic anomaly.
     marks = {
         "latency": any("latency" in m for m in metrics),
         "errors": any("error" in m for m in metrics),
-        "traffic": any("latency" not in m and "error" not in m for m in metrics),
     }
+    shapes = page.evaluate(
+        "(document.getElementById('chart-throughput').layout.shapes || []).length"
+    )
+    assert shapes == traffic
     assert traces == [
         3 * endpoints + marks["latency"],
         2 + marks["errors"],
-        2 + marks["traffic"],
+        2,  # traffic anomalies are shaded regions (layout shapes), not traces
         3,
         2,
     ]
