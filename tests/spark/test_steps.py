@@ -14,6 +14,7 @@ from pyspark.sql import functions as F
 from apistream.config import TemplatePattern, load_config
 from apistream.latency_histogram import RELATIVE_ERROR
 from apistream.pipeline.aggregate import window_partials
+from apistream.pipeline.batch_values import row_id_in
 from apistream.pipeline.dedup import with_key_hashes
 from apistream.pipeline.enrich import (
     endpoint_dimension,
@@ -284,3 +285,13 @@ def test_window_partials_merge_across_batches_like_one_batch(spark):
     stored = {(r["window_start"], r["endpoint"], r["method"]): r for r in first}
     split = merge_windows(stored, window_partials(late, 60.0).toArrow().to_pylist())
     assert split == whole
+
+
+@pytest.mark.parametrize("n", [0, 3, 5_000])
+def test_row_id_in_selects_exactly_the_ids_through_a_hash_set(spark, n):
+    rows = spark.range(20_000).withColumnRenamed("id", "row_id")
+    ids = list(range(7, 7 + 3 * n, 3))
+    picked = rows.filter(row_id_in("row_id", ids))
+    assert sorted(r.row_id for r in picked.collect()) == ids
+    # One set looked up per row, not a chain of comparisons (and no literal in the code).
+    assert "INSET" in picked._jdf.queryExecution().optimizedPlan().toString().upper()
