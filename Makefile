@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup deps demo test test-fast test-airflow test-spark test-kafka lint clean kafka-up kafka-down screenshots bench bench-quick reliability chaos
+.PHONY: help setup deps demo test test-fast test-airflow test-spark test-kafka lint clean kafka-up kafka-down screenshots bench bench-quick reliability chaos cluster-up cluster-down cluster-demo
 
 help:
 	@echo "make demo       generate ~1M events, stream them, print a summary"
@@ -15,6 +15,8 @@ help:
 	@echo "make kafka-up   start a local Kafka broker on 127.0.0.1:9092 (make kafka-down stops it)"
 	@echo "make reliability  run the hostile-input and fault tests, write docs/reliability.md (~10 min)"
 	@echo "make chaos      SIGKILL the pipeline 30 times at random moments, then check the restart (~15 min)"
+	@echo "make cluster-up a local Spark standalone cluster: master, 2 workers, history server"
+	@echo "make cluster-demo  the demo on that cluster (make cluster-down stops it)"
 	@echo "make lint       ruff"
 	@echo "make screenshots  README images of the report and dashboard (after make demo)"
 	@echo "make bench      throughput, freshness (files, Kafka), memory, scaling; DuckDB cross-check,"
@@ -26,7 +28,7 @@ $(STAMP): pyproject.toml
 	@scripts/check_python.sh "$(PYTHON)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,bench,airflow]'
+	$(BIN)/pip install --quiet -e '.[spark,dev,bench,airflow]'
 	@touch $(STAMP)
 
 setup: $(STAMP)
@@ -62,6 +64,19 @@ screenshots: setup
 # Results go to bench/results/<UTC timestamp>.{json,md,png}; see README "Performance".
 # GoAccess is a peer (scripts/check_goaccess.sh --install as root installs it); the Kafka runs
 # start their own broker (scripts/kafka.sh) at the 20k and 50k events/s of the file runs.
+# A local Spark standalone cluster (master, 2 workers of 1 core / 2 GB, history server) from the
+# pyspark install; ports from SPARK_MASTER_PORT, SPARK_MASTER_WEBUI_PORT, ... (scripts/cluster.sh).
+cluster-up: setup
+	@scripts/check_java.sh
+	@scripts/cluster.sh up
+
+cluster-down:
+	@scripts/cluster.sh down
+
+cluster-demo: cluster-up
+	SPARK_CONF_DIR=$(CURDIR)/.cache/cluster/conf $(BIN)/apistream demo --output output/cluster-demo \
+		--master spark://127.0.0.1:$${SPARK_MASTER_PORT:-7077}
+
 bench: setup deps
 	@scripts/check_java.sh
 	@scripts/check_goaccess.sh --install

@@ -1,5 +1,5 @@
 """Command line: generate, stream, demo, ingest, top, batch, evaluate, report, dashboard,
-bench, validate-config."""
+bench, deploy, validate-config."""
 
 from __future__ import annotations
 
@@ -46,6 +46,12 @@ EventsOpt = Annotated[int | None, typer.Option("--events", help="Events to gener
 RateOpt = Annotated[float | None, typer.Option("--rate", help="Events per second.")]
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="Generator seed.")]
 TopicOpt = Annotated[str | None, typer.Option("--topic", help="Kafka topic (source.kafka.topic).")]
+MasterOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--master", help="Spark master, e.g. spark://127.0.0.1:7077 (spark.master; local[*])."
+    ),
+]
 BootstrapOpt = Annotated[
     str | None,
     typer.Option(
@@ -226,6 +232,7 @@ def stream(
             "--metrics-port", help="Serve Prometheus /metrics on this port (metrics.port)."
         ),
     ] = None,
+    master: MasterOpt = None,
 ) -> None:
     """Run the streaming pipeline over the input directory or Kafka topic (Ctrl-C stops)."""
     try:
@@ -238,6 +245,7 @@ def stream(
                 "source.kafka.topic": topic,
                 "source.kafka.bootstrap_servers": bootstrap_servers,
                 "metrics.port": metrics_port,
+                "spark.master": master,
             },
         )
         with _stop_on_signals() as stop:
@@ -259,6 +267,7 @@ def demo(
     events: Annotated[int, typer.Option("--events", help="Events to generate.")] = 1_000_000,
     rate: Annotated[float, typer.Option("--rate", help="Simulated events per second.")] = 400,
     seed: SeedOpt = None,
+    master: MasterOpt = None,
 ) -> None:
     """Generate ~1M events with every defect kind, stream them, print a summary."""
     try:
@@ -272,6 +281,7 @@ def demo(
                 "generator.seed": seed,
                 "generator.mode": "backfill",
                 "generator.incidents.random_count": 4,
+                "spark.master": master,
             },
         )
         if Path(output).exists():
@@ -528,6 +538,48 @@ def validate_config(config: ConfigOpt = None) -> None:
     )
 
 
+@app.command()
+def deploy(
+    target: Annotated[
+        str, typer.Option("--target", help="dataproc, emr, databricks or k8s.", show_default=False)
+    ],
+    config: ConfigOpt = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the artefacts instead of writing them.")
+    ] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Directory to write them to.", show_default="deploy-out/TARGET"),
+    ] = None,
+    until_idle: Annotated[
+        bool, typer.Option("--until-idle", help="A job that ends once the input is processed.")
+    ] = False,
+) -> None:
+    """The commands and job specs that run the stream on a cluster, from the config: paths,
+    package, Kafka connector and sizes (section deploy; see README "Run on a cluster")."""
+    from apistream.deploy import render
+
+    try:
+        cfg = _load(config)
+        artifacts = render(target, cfg, until_idle)
+    except ApiStreamError as exc:
+        _fail(exc)
+        return
+    if dry_run:
+        for a in artifacts:
+            console.print(f"# ---- {a.name} ----", highlight=False)
+            console.print(a.text, end="", highlight=False, markup=False, soft_wrap=True)
+        return
+    folder = out or Path("deploy-out") / target
+    folder.mkdir(parents=True, exist_ok=True)
+    for a in artifacts:
+        path = folder / a.name
+        path.write_text(a.text)
+        if a.kind == "shell":
+            path.chmod(0o755)
+    console.print(f"wrote {', '.join(a.name for a in artifacts)} to {folder}", highlight=False)
+
+
 def _sizes(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(float(x)) for x in text.split(",") if x.strip())
@@ -629,6 +681,14 @@ def main() -> None:
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] != "pyspark":
+            raise
+        err_console.print(
+            "[bold red]error:[/] pyspark is not installed: pip install 'apistream\\[spark]' for a "
+            "local run (make setup does), or run under spark-submit on a cluster"
+        )
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -8,8 +8,9 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
+from urllib.parse import urlparse
 
 import yaml
 from pydantic import (
@@ -433,11 +434,28 @@ class SloConfig(_Model):
     default_latency_slo_ms: float = Field(default=500, gt=0)
 
 
+def is_remote(uri: str) -> bool:
+    """A URI of a file system other than the local one (s3a://, gs://, hdfs://, ...)."""
+    scheme = urlparse(uri).scheme
+    return len(scheme) > 1 and scheme != "file"
+
+
 class SinkConfig(_Model):
-    """Where results land; every path is under the output root."""
+    """Where results land: the lake and the checkpoints under `output`; the SQLite database
+    under it too, or at an absolute local path (required when `output` is not local: SQLite
+    is a file on the driver's own disk)."""
 
     output: str = "output"
     sqlite_file: str = "analytics.db"
+
+    @model_validator(mode="after")
+    def _sqlite_is_local(self) -> SinkConfig:
+        if is_remote(self.output) and not PurePosixPath(self.sqlite_file).is_absolute():
+            raise ValueError(
+                f"sqlite_file must be an absolute local path when output is not local "
+                f"({self.output}): the SQLite database is a file on the driver's disk"
+            )
+        return self
 
 
 class SparkConfig(_Model):
@@ -513,6 +531,65 @@ class MetricsConfig(_Model):
     port: int | None = Field(default=None, ge=0, le=65535)  # None: not served; 0: any free
 
 
+MEMORY = r"^[1-9][0-9]*[kmgt]$"  # Spark's memory sizes: 512m, 4g
+
+
+class DeploySize(_Model):
+    """Executors of a cluster deployment (spark.executor.*) and the driver's memory."""
+
+    executors: int = Field(default=2, ge=1)
+    executor_cores: int = Field(default=2, ge=1)
+    executor_memory: str = Field(default="4g", pattern=MEMORY)
+    driver_memory: str = Field(default="4g", pattern=MEMORY)
+
+
+class DataprocDeploy(_Model):
+    """A Dataproc cluster (on Compute Engine) the job is submitted to."""
+
+    project: str | None = None
+    region: str = "us-central1"
+    cluster: str = "apistream"
+    image_version: str | None = None  # a Dataproc image whose Spark is pyspark's version
+
+
+class EmrDeploy(_Model):
+    """An EMR cluster (on EC2) the job runs on as steps."""
+
+    cluster_id: str | None = None  # j-XXXXXXXX
+    region: str = "us-east-1"
+
+
+class DatabricksDeploy(_Model):
+    """A Databricks job: a Databricks Runtime with this Spark version, on a new job cluster."""
+
+    spark_version: str | None = None  # e.g. the runtime key whose Spark is 4.2
+    node_type_id: str | None = None  # e.g. i3.xlarge, Standard_DS3_v2, n2-standard-4
+
+
+class K8sDeploy(_Model):
+    """Spark on Kubernetes: an image with the package installed, the SQLite file on a claim."""
+
+    master: str = "k8s://https://kubernetes.default.svc:443"
+    namespace: str = "spark"
+    image: str | None = None  # built from deploy/k8s/Dockerfile
+    service_account: str = "spark"
+    sqlite_claim: str = "apistream-sqlite"  # PersistentVolumeClaim mounted for sinks.sqlite_file
+
+
+class DeployConfig(_Model):
+    """`apistream deploy`: where the package and config are uploaded, sizes, and each target's
+    identity. Lake and checkpoints are sinks.output; the SQLite file is sinks.sqlite_file."""
+
+    # Where the package is uploaded: gs:// (Dataproc), s3:// (EMR), dbfs:/ or /Volumes/
+    # (Databricks); Kubernetes uses an image instead.
+    artifacts: str | None = None
+    size: DeploySize = DeploySize()
+    dataproc: DataprocDeploy = DataprocDeploy()
+    emr: EmrDeploy = EmrDeploy()
+    databricks: DatabricksDeploy = DatabricksDeploy()
+    k8s: K8sDeploy = K8sDeploy()
+
+
 class Config(_Model):
     """The whole configuration."""
 
@@ -531,6 +608,7 @@ class Config(_Model):
     spark: SparkConfig = SparkConfig()
     dashboard: DashboardConfig = DashboardConfig()
     report: ReportConfig = ReportConfig()
+    deploy: DeployConfig = DeployConfig()
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Config:
@@ -552,6 +630,9 @@ class Config(_Model):
 
     @property
     def sqlite_path(self) -> str:
+        """The SQLite database: sinks.sqlite_file, under the output root unless absolute."""
+        if PurePosixPath(self.sinks.sqlite_file).is_absolute():
+            return self.sinks.sqlite_file
         return self.path(self.sinks.sqlite_file)
 
 

@@ -5,12 +5,14 @@ what an uninterrupted run leaves."""
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 import subprocess
 import threading
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 from stream_helpers import (
     SMALL_RUN,
     cli_env,
@@ -22,6 +24,7 @@ from stream_helpers import (
 
 from apistream.catalog import Paths
 from apistream.config import Config
+from apistream.errors import ApiStreamError
 from apistream.pipeline.sink import KILL_BEFORE_COMMIT
 from apistream.pipeline.topology import run_stream
 
@@ -84,3 +87,22 @@ def test_sigkill_between_the_file_source_log_and_the_offset_log_then_restart_is_
     assert json.loads(offsets[2]) == {"logOffset": 3}, "query batch 2 read source batches 2, 3"
     differ = differences(results(cfg), small_run.results)
     assert not differ, differ
+
+
+def test_a_lost_sqlite_database_stops_the_restart_and_leaves_the_lake(spark, small_run, tmp_path):
+    # A finished run whose database is then lost (a new driver disk on a cluster, say): the
+    # checkpoint is ahead of SQLite. Going on would delete the lake as a crash's leftovers.
+    cfg = small_run_config(tmp_path / "run", small_run.incoming, SMALL_RUN)
+    shutil.copytree(small_run.reference.sinks.output, cfg.sinks.output)
+    Path(cfg.sqlite_path).unlink()
+    lake = Path(cfg.sinks.output) / "lake"
+    before = sorted((str(p), p.stat().st_size) for p in lake.rglob("*.parquet"))
+    commits = Path(Paths.of(cfg).checkpoint) / "commits"
+    last = max(int(p.name) for p in commits.iterdir() if p.name.isdigit())
+    with pytest.raises(ApiStreamError) as failure:
+        run_stream(spark, cfg, until_idle=True, stop=threading.Event())
+    assert str(failure.value).startswith(
+        f"the checkpoint {Paths.of(cfg).checkpoint} committed batches up to {last}, but the "
+        f"SQLite database {cfg.sqlite_path} has none: it was deleted or replaced."
+    )
+    assert before and sorted((str(p), p.stat().st_size) for p in lake.rglob("*.parquet")) == before

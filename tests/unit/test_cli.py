@@ -21,7 +21,7 @@ def cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
     )
 
 
-@pytest.mark.parametrize("command", ["generate", "stream", "demo", "validate-config"])
+@pytest.mark.parametrize("command", ["generate", "stream", "demo", "deploy", "validate-config"])
 def test_help_everywhere(command):
     out = cli(command, "--help")
     assert out.returncode == 0
@@ -94,3 +94,18 @@ def test_generate_writes_files_and_manifest(tmp_path):
     assert "wrote 3,000 events" in out.stdout
     assert (tmp_path / "manifest.json").is_file()
     assert len(list(tmp_path.glob("events-*.jsonl"))) >= 1
+
+
+def test_without_pyspark_a_spark_command_says_how_to_install_it(tmp_path):
+    # pyspark is an extra (apistream[spark]): a cluster brings its own. Hidden here the way
+    # an environment without it would be: `import pyspark` raises ModuleNotFoundError.
+    hide = "import sys; sys.modules['pyspark'] = None; from apistream.cli import main; main()"
+    out = subprocess.run(
+        [sys.executable, "-c", hide, "stream", "--input", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2, out.stderr
+    assert "pyspark is not installed: pip install 'apistream[spark]'" in out.stderr
+    assert "Traceback" not in out.stderr

@@ -60,6 +60,17 @@ def source_batches(spark: SparkSession, checkpoint: str, batch_id: int) -> range
     return range(log_offset(batch_id - 1) + 1, log_offset(batch_id) + 1)
 
 
+def last_committed(spark: SparkSession, checkpoint: str) -> int | None:
+    """The newest batch the query committed (its commit log, commits/<id>), None if none."""
+    jvm = spark.sparkContext._jvm
+    commits = jvm.org.apache.hadoop.fs.Path(f"{checkpoint.rstrip('/')}/commits")
+    fs = commits.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    if not fs.exists(commits):
+        return None
+    ids = [int(n) for s in fs.listStatus(commits) if (n := s.getPath().getName()).isdigit()]
+    return max(ids, default=None)
+
+
 def batch_files(spark: SparkSession, checkpoint: str, batch_id: int) -> list[str]:
     """The files of one of the file source's batches, from its metadata log (sources/0/<id>,
     or the compacted <id>.compact every 10th batch, which lists every batch's files)."""

@@ -30,6 +30,7 @@ from apistream.alert_delivery import AlertDeliverer
 from apistream.catalog import PIPELINE_QUERY, Paths
 from apistream.config import Config, spark_interval
 from apistream.errors import ApiStreamError
+from apistream.pipeline.checkpoint_log import last_committed
 from apistream.pipeline.progress import LiveStatus, ProgressRecorder
 from apistream.pipeline.sink import PipelineSink
 from apistream.pipeline.sources import read_lines
@@ -93,6 +94,7 @@ def run_stream(
     paths = Paths.of(cfg)
     status = status or LiveStatus()
     with closing(sqlite_store.connect(paths.sqlite)) as conn:
+        _check_same_run(spark, paths, store_last=max(sqlite_store.last_commits(conn), default=-1))
         sqlite_store.save_endpoints(
             conn, [(e.template, e.service, e.team, e.latency_slo_ms) for e in cfg.endpoints]
         )
@@ -133,6 +135,21 @@ def run_stream(
         if alerts is not None:
             alerts.close()
     return StreamRun(query, sink)
+
+
+def _check_same_run(spark: SparkSession, paths: Paths, store_last: int) -> None:
+    """Refuse a checkpoint that is ahead of the SQLite database: the database was deleted or
+    replaced (a new driver disk on a cluster, say). SQLite commits a batch before Spark's
+    commit log does, so it is never behind in a consistent run; going on would take every lake
+    file as a crash's leftover and delete it."""
+    committed = last_committed(spark, paths.checkpoint)
+    if committed is not None and store_last < committed:
+        raise ApiStreamError(
+            f"the checkpoint {paths.checkpoint} committed batches up to {committed}, but the "
+            f"SQLite database {paths.sqlite} has {'none' if store_last < 0 else store_last}: it "
+            "was deleted or replaced. Restore it, or start over with a new sinks.output (the "
+            "lake is left as it is)"
+        )
 
 
 def _serve_metrics(cfg: Config, paths: Paths) -> MetricsServer | None:
