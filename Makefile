@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup deps demo test test-fast test-airflow test-spark test-kafka lint clean kafka-up kafka-down screenshots bench bench-quick reliability chaos cluster-up cluster-down cluster-demo
+.PHONY: help setup deps demo test test-fast test-airflow test-spark test-kafka lint clean kafka-up kafka-down screenshots bench bench-quick reliability chaos cluster-up cluster-down cluster-demo cluster-bench
 
 help:
 	@echo "make demo       generate ~1M events, stream them, print a summary"
@@ -72,6 +72,12 @@ cluster-up: setup
 
 cluster-down:
 	@scripts/cluster.sh down
+
+# Sizing: the same 1M-event backlog on 1 and 2 workers and in local[2] (~10 min; stops the cluster).
+cluster-bench: setup
+	@scripts/check_java.sh
+	@scripts/cluster.sh down >/dev/null
+	$(BIN)/python -m apistream.bench.cluster
 
 cluster-demo: cluster-up
 	SPARK_CONF_DIR=$(CURDIR)/.cache/cluster/conf $(BIN)/apistream demo --output output/cluster-demo \

@@ -3,6 +3,7 @@ tables (finalised windows, anomalies) as one file per batch tag, overwritten on 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,16 +13,24 @@ import pyarrow.parquet as pq
 
 
 class RowsFile:
-    """Writes rows (finalised windows, anomalies) as one Parquet file per tag."""
+    """Writes rows (finalised windows, anomalies) as one Parquet file per tag. A root with a
+    scheme (s3a://, gs://, ...) is written through `put` (the bytes of the file)."""
 
-    def __init__(self, root: str):
+    def __init__(self, root: str, put: Callable[[str, bytes], None] | None = None):
         self.root = root.rstrip("/")
+        self.put = put
 
     def __call__(self, rows: list[dict[str, Any]], tag: str) -> None:
         table = pa.Table.from_pylist([{**r, "finalized_in": tag} for r in rows])
+        target = f"{self.root}/{tag}.parquet"
+        if "://" in self.root and self.put is not None:
+            buffer = pa.BufferOutputStream()
+            pq.write_table(table, buffer)
+            self.put(target, buffer.getvalue().to_pybytes())
+            return
         if "://" not in self.root:
             Path(self.root).mkdir(parents=True, exist_ok=True)
-        pq.write_table(table, f"{self.root}/{tag}.parquet")
+        pq.write_table(table, target)
 
 
 def committed_files(table_dir: str | Path) -> list[str]:

@@ -193,5 +193,11 @@ def test_a_worker_killed_mid_stream_loses_nothing(cluster, tmp_path):
         batches = db.execute("SELECT COUNT(*) FROM sink_commits").fetchone()[0]
     assert batches == 10 and committed < batches  # the kill came with most batches to go
     assert_matches_manifest(cfg.sqlite_path, manifest)
-    alive = [w for w in cluster.status()["workers"] if w["state"] == "ALIVE"]
-    assert len(alive) == 1
+    status = cluster.status()
+    assert [w["state"] for w in status["workers"]].count("ALIVE") == 1
+    app = max(status["completedapps"], key=lambda a: a["starttime"])
+    log = cluster.event_log(app["id"])
+    lost = [e for e in log if e["Event"] == "SparkListenerExecutorRemoved"]
+    assert len(lost) == 1, lost  # the killed worker's executor, lost while the stream ran
+    ended = [e["Timestamp"] for e in log if e["Event"] == "SparkListenerApplicationEnd"]
+    assert lost[0]["Timestamp"] < ended[0]

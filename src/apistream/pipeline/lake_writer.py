@@ -7,11 +7,28 @@ object stores (s3a://, gs://, abfss://) work alike."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 
 _BATCH_FILE = re.compile(r"batch-(\d{10})-\d{4}\.parquet$")
+
+
+def hadoop_put(spark: SparkSession) -> Callable[[str, bytes], None]:
+    """Writes a whole file through Hadoop's FileSystem (object stores included), replacing it."""
+    jvm = spark.sparkContext._jvm
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+
+    def put(uri: str, data: bytes) -> None:
+        path = jvm.org.apache.hadoop.fs.Path(uri)
+        out = path.getFileSystem(conf).create(path, True)
+        try:
+            out.write(bytearray(data))
+        finally:
+            out.close()
+
+    return put
 
 
 def batch_prefix(batch_id: int) -> str:

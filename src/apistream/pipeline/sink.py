@@ -61,7 +61,7 @@ from apistream.pipeline.enrich import (
     to_quarantine,
     with_endpoint,
 )
-from apistream.pipeline.lake_writer import StagedWriter
+from apistream.pipeline.lake_writer import StagedWriter, hadoop_put
 from apistream.pipeline.progress import LiveStatus
 from apistream.pipeline.records import checked_records, slim, with_unreadable_files
 from apistream.pipeline.schema import REASONS
@@ -156,7 +156,10 @@ class PipelineSink:
         self.quarantine = StagedWriter(
             spark, paths.quarantine, f"{paths.staging}/quarantine", ("ingest_date",)
         )
-        self.lake = LakeWriters(RowsFile(paths.endpoint_metrics), RowsFile(paths.anomalies))
+        put = hadoop_put(spark)
+        self.lake = LakeWriters(
+            RowsFile(paths.endpoint_metrics, put), RowsFile(paths.anomalies, put)
+        )
         # Transforms made once: each builds its Column expressions on first use and reuses
         # them, as every Column call is a round trip to the JVM (docs/performance.md).
         self.with_endpoint = with_endpoint(cfg)

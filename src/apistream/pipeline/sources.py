@@ -62,8 +62,25 @@ def matching_files(root: Path, glob: str) -> list[Path]:
 
 
 def spark_packages(cfg: Config) -> tuple[str, ...]:
-    """Maven coordinates the SparkSession needs for the configured source."""
-    return (cfg.source.kafka.connector,) if cfg.source.format == "kafka" else ()
+    """Maven coordinates the SparkSession needs: the Kafka connector for the Kafka source, and
+    Hadoop's S3A connector (with its AWS SDK) when a path is on s3a://, of the Hadoop version
+    pyspark ships."""
+    packages = [cfg.source.kafka.connector] if cfg.source.format == "kafka" else []
+    paths = [cfg.sinks.output, cfg.source.path if cfg.source.format == "json" else ""]
+    if any(p.startswith("s3a://") for p in paths):
+        packages.append(f"org.apache.hadoop:hadoop-aws:{hadoop_version()}")
+    return tuple(packages)
+
+
+def hadoop_version() -> str:
+    """The Hadoop client version in pyspark's jars (hadoop-client-api-<version>.jar)."""
+    import pyspark
+
+    jars = Path(pyspark.__file__).parent / "jars"
+    found = sorted(jars.glob("hadoop-client-api-*.jar"))
+    if not found:
+        raise ApiStreamError(f"no hadoop-client-api jar in {jars}: cannot pick hadoop-aws")
+    return found[0].name.removeprefix("hadoop-client-api-").removesuffix(".jar")
 
 
 def read_source(spark: SparkSession, cfg: Config) -> DataFrame:
