@@ -50,8 +50,13 @@ stop_pid() {
   rm -f "$file"
 }
 
+master_json() {
+  "$PY" -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' \
+    "http://127.0.0.1:$MASTER_UI/json/"
+}
+
 alive_workers() {
-  curl -sf "http://127.0.0.1:$MASTER_UI/json/" |
+  master_json 2>/dev/null |
     "$PY" -c 'import json, sys; print(sum(w["state"] == "ALIVE" for w in json.load(sys.stdin)["workers"]))' \
     2>/dev/null || echo 0
 }
@@ -105,7 +110,7 @@ down() {
 case ${1:-} in
 up) up ;;
 down) down ;;
-status) curl -sf "http://127.0.0.1:$MASTER_UI/json/" || { echo "no master on :$MASTER_UI" >&2; exit 1; } ;;
+status) master_json 2>/dev/null || { echo "no master on :$MASTER_UI" >&2; exit 1; } ;;
 kill-worker)
   # The worker and the executors it launched, as a lost node would go.
   pid=$(cat "$RUN/worker-${2:?worker number}.pid")
