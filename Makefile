@@ -17,6 +17,7 @@ help:
 	@echo "make chaos      SIGKILL the pipeline 30 times at random moments, then check the restart (~15 min)"
 	@echo "make cluster-up a local Spark standalone cluster: master, 2 workers, history server"
 	@echo "make cluster-demo  the demo on that cluster (make cluster-down stops it)"
+	@echo "make cluster-bench  sizing: the same backlog on 1 and 2 workers and in local[2] (~8 min)"
 	@echo "make lint       ruff"
 	@echo "make screenshots  README images of the report and dashboard (after make demo)"
 	@echo "make bench      throughput, freshness (files, Kafka), memory, scaling; DuckDB cross-check,"
