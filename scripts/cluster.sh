@@ -67,7 +67,7 @@ up() {
     return 0
   fi
   SPARK_HOME=$(spark_home)
-  export SPARK_HOME SPARK_NO_DAEMONIZE=1 SPARK_LOG_DIR="$RUN/logs"
+  export SPARK_HOME
   mkdir -p "$RUN/logs" "$RUN/events" "$RUN/conf"
   cat >"$RUN/conf/spark-defaults.conf" <<EOF
 spark.eventLog.enabled true

@@ -7,20 +7,25 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime
+from typing import Any
 
 from pyspark.sql import SparkSession
 
 
+def _hadoop(spark: SparkSession, path: str) -> tuple[Any, Any]:
+    """A checkpoint path as Hadoop's Path, and its FileSystem."""
+    hpath = spark.sparkContext._jvm.org.apache.hadoop.fs.Path(path)
+    return hpath, hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+
+
 def _read(spark: SparkSession, path: str) -> str | None:
     """A checkpoint file's text, or None if it does not exist."""
-    jvm = spark.sparkContext._jvm
-    hpath = jvm.org.apache.hadoop.fs.Path(path)
-    fs = hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    hpath, fs = _hadoop(spark, path)
     if not fs.exists(hpath):
         return None
     stream = fs.open(hpath)
     try:
-        return jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
+        return spark.sparkContext._jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
     finally:
         stream.close()
 
@@ -62,9 +67,7 @@ def source_batches(spark: SparkSession, checkpoint: str, batch_id: int) -> range
 
 def last_committed(spark: SparkSession, checkpoint: str) -> int | None:
     """The newest batch the query committed (its commit log, commits/<id>), None if none."""
-    jvm = spark.sparkContext._jvm
-    commits = jvm.org.apache.hadoop.fs.Path(f"{checkpoint.rstrip('/')}/commits")
-    fs = commits.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    commits, fs = _hadoop(spark, f"{checkpoint.rstrip('/')}/commits")
     if not fs.exists(commits):
         return None
     ids = [int(n) for s in fs.listStatus(commits) if (n := s.getPath().getName()).isdigit()]
