@@ -189,6 +189,7 @@ def _stream(cfg: Config, until_idle: bool, stop: threading.Event) -> None:
     from apistream.session import build_spark
     from apistream.status import render_status
 
+    packages = spark_packages(cfg)  # a connector of another Spark fails here, first
     check_source(cfg)
     check_output(cfg)
     check_sqlite_writable(cfg.sqlite_path)
@@ -197,7 +198,7 @@ def _stream(cfg: Config, until_idle: bool, stop: threading.Event) -> None:
     if cfg.metrics.port is not None:
         console.print(f"Prometheus metrics: http://{cfg.metrics.host}:{cfg.metrics.port}/metrics")
     console.print("starting Spark…")
-    spark = build_spark(cfg.spark, spark_packages(cfg))
+    spark = build_spark(cfg.spark, packages)
     status = LiveStatus()
     try:
         with Live(render_status(status), console=console, refresh_per_second=2) as live:

@@ -24,6 +24,7 @@ import yaml
 
 from apistream.config import Config, is_remote
 from apistream.errors import ConfigError
+from apistream.spark_stack import check_packages
 
 TARGETS = ("dataproc", "emr", "databricks", "k8s")
 SUBMIT_SCRIPT = "apistream_submit.py"  # deploy/spark/apistream_submit.py
@@ -115,6 +116,8 @@ def job(cfg: Config, target: str, until_idle: bool = False) -> Job:
         "spark.dynamicAllocation.enabled": "false",
     }
     idle = ("--until-idle",) if until_idle else ()
+    if cfg.source.format == "kafka":
+        check_packages({"source.kafka.connector": cfg.source.kafka.connector})
     return Job(
         base=base.rstrip("/"),
         wheel=f"apistream-{version('apistream')}-py3-none-any.whl",

@@ -14,6 +14,7 @@ from pyspark.sql import SparkSession
 
 from apistream.config import SparkConfig
 from apistream.errors import ApiStreamError
+from apistream.spark_stack import check_runtime, pyspark_version
 
 MIN_JAVA = 17
 # HotSpot never JIT-compiles a method over 8000 bytes of bytecode (HugeMethodLimit); Spark's
@@ -113,4 +114,21 @@ def build_spark(cfg: SparkConfig, packages: Sequence[str] = ()) -> SparkSession:
             ) from None
         raise
     spark.sparkContext.setLogLevel(cfg.log_level)
+    try:
+        check_runtime(
+            jvm_versions(spark), pyspark_version(), spark.conf.get("spark.jars.packages", "")
+        )
+    except ApiStreamError:
+        spark.stop()
+        raise
     return spark
+
+
+def jvm_versions(spark: SparkSession) -> tuple[str, str, str]:
+    """The (Spark, Scala, Hadoop) versions of the session's JVM."""
+    jvm = spark.sparkContext._jvm
+    return (
+        spark.version,
+        jvm.scala.util.Properties.versionNumberString(),
+        jvm.org.apache.hadoop.util.VersionInfo.getVersion(),
+    )

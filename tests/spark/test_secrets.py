@@ -28,16 +28,19 @@ from apistream.catalog import Paths
 from apistream.config import DEFAULT_HASH_KEY_ENV, load_config
 from apistream.generator.writer import LogGenerator
 from apistream.lake import read_table
-from apistream.pipeline.enrich import HASH_KEY, hash_key_frame, keyed_hash
+from apistream.pipeline.enrich import HASH_INNER, HASH_OUTER, hash_key_frame, hmac_pads, keyed_hash
 from apistream.pipeline.topology import run_stream
 
 EXPLAIN_MODE = "spark.sql.ui.explainMode"
 
 
 def forms(key: str) -> list[str]:
-    """The ways a key could be printed: as is, as hex (either case), as base64."""
-    raw = key.encode()
-    return [key, raw.hex(), raw.hex().upper(), base64.b64encode(raw).decode()]
+    """The ways a key could be printed: as is, as hex (either case), as base64; and the same
+    for its HMAC inner and outer keys, which give the key back."""
+    printed = [key]
+    for raw in (key.encode(), *hmac_pads(key.encode())):
+        printed += [raw.hex(), raw.hex().upper(), base64.b64encode(raw).decode()]
+    return printed
 
 
 def found(key: str, text: str) -> list[str]:
@@ -104,15 +107,17 @@ def test_the_search_finds_a_key_inlined_as_a_literal_and_not_one_from_the_key_fr
     key = secrets.token_urlsafe(24)
     ips = spark.createDataFrame([("89.55.136.174",)], "ip string")
     with observe(spark) as seen:
-        inlined = ips.select(keyed_hash(F.col("ip"), F.lit(key.encode())).alias("h")).first()
+        pads = [F.lit(pad) for pad in hmac_pads(key.encode())]
+        inlined = ips.select(keyed_hash(F.col("ip"), *pads).alias("h")).first()
         plans, _ = seen()
     assert found(key, "\n".join(plans))
     with observe(spark) as seen:
         joined = ips.crossJoin(F.broadcast(hash_key_frame(spark, key.encode())))
-        as_data = joined.select(keyed_hash(F.col("ip"), F.col(HASH_KEY)).alias("h")).first()
+        keys = F.col(HASH_INNER), F.col(HASH_OUTER)
+        as_data = joined.select(keyed_hash(F.col("ip"), *keys).alias("h")).first()
         plans, log = seen()
     assert inlined.h == as_data.h == hmac16(key, "89.55.136.174")
-    assert any("hmac(" in p for p in plans)
+    assert any("sha2(" in p for p in plans)
     assert not found(key, "\n".join(plans) + log)
 
 
@@ -162,7 +167,7 @@ def test_planted_hash_key_is_nowhere_after_a_run(spark, tmp_path, monkeypatch, c
     ]
     out, err = capfd.readouterr()
 
-    assert sum("hmac(" in p for p in plans) >= 2  # the events of both batches
+    assert sum("sha2(" in p for p in plans) >= 2  # the events of both batches
     assert "Starting job" in jvm_log and "DEBUG" in caplog.text
     leaks = {
         "plans": found(key, "\n".join(plans)),
@@ -176,7 +181,10 @@ def test_planted_hash_key_is_nowhere_after_a_run(spark, tmp_path, monkeypatch, c
     assert any("checkpoints" in p.parts for p in files)
     for path in files:
         data = path.read_bytes()
-        leaks[str(path)] = [f for f in forms(key) if f.encode() in data]
+        secret = [key.encode(), *hmac_pads(key.encode())]
+        leaks[str(path)] = [f for f in forms(key) if f.encode() in data] + [
+            s.hex() for s in secret if s in data
+        ]
     events = read_table(Paths.of(cfg).events)
     quarantine = read_table(Paths.of(cfg).quarantine)
     leaks["lake values"] = found(key, str(events.to_pydict()) + str(quarantine.to_pydict()))

@@ -11,7 +11,7 @@ from datetime import datetime
 import pytest
 from pyspark.sql import functions as F
 
-from apistream.config import TemplatePattern, load_config
+from apistream.config import KAFKA_CONNECTOR, TemplatePattern, load_config
 from apistream.latency_histogram import RELATIVE_ERROR
 from apistream.pipeline.aggregate import window_partials
 from apistream.pipeline.batch_values import row_id_in
@@ -26,6 +26,8 @@ from apistream.pipeline.enrich import (
 )
 from apistream.pipeline.parse import parse_json_lines
 from apistream.pipeline.validate import with_quarantine_reason
+from apistream.session import jvm_versions
+from apistream.spark_stack import hadoop_version, pyspark_version
 from apistream.window_metrics import merge_windows
 
 CFG = load_config(environ={})
@@ -165,6 +167,9 @@ def test_client_ips_truncated_to_24_and_48_bits(spark):
 
 KEY_A = b"step-test-hash-key-A-0123456789"
 KEY_B = b"step-test-hash-key-B-9876543210"
+# RFC 2104 pads a key to SHA-256's 64-byte block, or hashes it first when it is longer.
+KEY_BLOCK = bytes(range(64))
+KEY_LONG = "ключ-длиннее-блока-".encode() * 4
 
 
 def hmac16(key: bytes, value: str) -> str:
@@ -216,6 +221,8 @@ def test_client_ip_and_api_key_hash_is_hmac_sha256_truncated_to_64_bits(spark):
     for (ip_a, key_a), (ip_b, key_b), (ip, api_key) in zip(with_a, with_b, CALLERS, strict=True):
         assert (ip_a == ip_b) == (ip in (None, "-")), ip
         assert (key_a == key_b) == (api_key in (None, "-")), api_key
+    for key in (KEY_BLOCK, KEY_LONG):
+        assert hashed(key) == [(expected(key, ip), expected(key, k)) for ip, k in CALLERS]
     # Each column by its own option.
     assert hashed(KEY_A, api_key="keep") == [(expected(KEY_A, ip), k) for ip, k in CALLERS]
     assert hashed(KEY_A, client_ip="keep") == [(ip, expected(KEY_A, k)) for ip, k in CALLERS]
@@ -295,3 +302,10 @@ def test_row_id_in_selects_exactly_the_ids_through_a_hash_set(spark, n):
     assert sorted(r.row_id for r in picked.collect()) == ids
     # One set looked up per row, not a chain of comparisons (and no literal in the code).
     assert "INSET" in picked._jdf.queryExecution().optimizedPlan().toString().upper()
+
+
+def test_the_session_runs_one_spark_stack(spark):
+    spark_version, scala, hadoop = jvm_versions(spark)
+    assert (spark_version, hadoop) == (pyspark_version(), hadoop_version())
+    assert scala.startswith("2.13.")
+    assert spark.conf.get("spark.jars.packages") == KAFKA_CONNECTOR

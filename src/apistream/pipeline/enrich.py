@@ -1,5 +1,6 @@
 """Valid records -> enriched events: endpoint template, status class, date/hour, dimension."""
 
+import hashlib
 import re
 from collections.abc import Callable, Sequence
 
@@ -75,28 +76,47 @@ def truncated_ip(ip: Column) -> Column:
     )
 
 
-# The one column of hash_key_frame; dropped again by to_events.
-HASH_KEY = "hash_key_"
+# The two columns of hash_key_frame (RFC 2104's inner and outer keys); dropped by to_events.
+HASH_INNER = "hash_inner_"
+HASH_OUTER = "hash_outer_"
 # Hex characters kept of a keyed hash: 16, i.e. its first 64 bits.
 HASH_HEX_CHARS = 16
+# SHA-256's block size in bytes: HMAC pads (or first hashes) its key to this length.
+SHA256_BLOCK = 64
+
+
+def hmac_pads(key: bytes) -> tuple[bytes, bytes]:
+    """RFC 2104's inner and outer keys for HMAC-SHA256: the key (its SHA-256 digest when longer
+    than a block), zero-padded to 64 bytes, XOR 0x36 and XOR 0x5c. Either one gives the key
+    back, so both are as secret as the key."""
+    if len(key) > SHA256_BLOCK:
+        key = hashlib.sha256(key).digest()
+    block = key.ljust(SHA256_BLOCK, b"\0")
+    return bytes(b ^ 0x36 for b in block), bytes(b ^ 0x5C for b in block)
 
 
 def hash_key_frame(spark: SparkSession, key: bytes) -> DataFrame:
-    """The hash key (config.hash_key) as the one binary value of a one-row DataFrame.
+    """The hash key (config.hash_key) as a one-row DataFrame of its HMAC inner and outer keys
+    (hmac_pads), binary columns HASH_INNER and HASH_OUTER.
 
     Broadcast and cross-joined, the key is data, not part of the query: a plan prints a
-    Python-made DataFrame as its columns only (`Scan ExistingRDD[hash_key_#3]`), whereas
-    `F.lit(key)` prints its bytes in every explain, the SQL UI, event logs and error messages.
+    Python-made DataFrame as its columns only (`Scan ExistingRDD[hash_inner_#3, ...]`),
+    whereas `F.lit(...)` prints its bytes in every explain, the SQL UI, event logs and error
+    messages.
     """
-    return spark.createDataFrame([(bytearray(key),)], f"{HASH_KEY} binary")
+    inner, outer = hmac_pads(key)
+    schema = f"{HASH_INNER} binary, {HASH_OUTER} binary"
+    return spark.createDataFrame([(bytearray(inner), bytearray(outer))], schema)
 
 
-def keyed_hash(value: Column, key: Column) -> Column:
-    """HMAC-SHA256 (RFC 2104; Spark's built-in `hmac`) of the value's UTF-8 bytes under the
-    binary `key`, as the first HASH_HEX_CHARS (16) lowercase hex characters of the MAC, i.e.
-    its first 64 bits: `hmac.new(key, value.encode(), sha256).hexdigest()[:16]` in Python.
+def keyed_hash(value: Column, inner: Column, outer: Column) -> Column:
+    """HMAC-SHA256 (RFC 2104) of the value's UTF-8 bytes, from the key's `inner` and `outer`
+    keys (hmac_pads), as the first HASH_HEX_CHARS (16) lowercase hex characters of the MAC,
+    i.e. its first 64 bits: `hmac.new(key, value.encode(), sha256).hexdigest()[:16]` in
+    Python. Built from `sha2` (Spark's `hmac` function is new in 4.3; the stack is 4.2).
     Null and '-' (an access log's "none") stay as they are."""
-    mac = F.lower(F.substring(F.hex(F.hmac(key, F.encode(value, "UTF-8"))), 1, HASH_HEX_CHARS))
+    digest = F.unhex(F.sha2(F.concat(inner, F.encode(value, "UTF-8")), 256))
+    mac = F.substring(F.sha2(F.concat(outer, digest), 256), 1, HASH_HEX_CHARS)
     return F.when(value.isNull() | (value == "-"), value).otherwise(mac)
 
 
@@ -147,13 +167,13 @@ def to_events(
     built: list[list[Column | str]] = []  # the columns, built on first use, then reused
 
     def columns() -> list[Column | str]:
-        key = F.col(HASH_KEY)
+        key = (F.col(HASH_INNER), F.col(HASH_OUTER))
         ip = F.col("client_ip")
         if client_ip == "truncate":
             ip = truncated_ip(ip)
         elif client_ip == "hash":
-            ip = keyed_hash(ip, key)
-        caller = keyed_hash(F.col("api_key"), key) if api_key == "hash" else F.col("api_key")
+            ip = keyed_hash(ip, *key)
+        caller = keyed_hash(F.col("api_key"), *key) if api_key == "hash" else F.col("api_key")
         return [
             "request_id",
             "event_time",

@@ -14,6 +14,7 @@ from pyspark.sql import functions as F
 
 from apistream.config import Config, resolve_secrets
 from apistream.errors import ApiStreamError
+from apistream.spark_stack import check_packages, hadoop_version
 
 
 def check_source(cfg: Config) -> None:
@@ -64,23 +65,15 @@ def matching_files(root: Path, glob: str) -> list[Path]:
 def spark_packages(cfg: Config) -> tuple[str, ...]:
     """Maven coordinates the SparkSession needs: the Kafka connector for the Kafka source, and
     Hadoop's S3A connector (with its AWS SDK) when a path is on s3a://, of the Hadoop version
-    pyspark ships."""
-    packages = [cfg.source.kafka.connector] if cfg.source.format == "kafka" else []
+    pyspark ships. A connector of another Spark version is a ConfigError."""
+    packages = []
+    if cfg.source.format == "kafka":
+        packages.append(cfg.source.kafka.connector)
+        check_packages({"source.kafka.connector": cfg.source.kafka.connector})
     paths = [cfg.sinks.output, cfg.source.path if cfg.source.format == "json" else ""]
     if any(p.startswith("s3a://") for p in paths):
         packages.append(f"org.apache.hadoop:hadoop-aws:{hadoop_version()}")
     return tuple(packages)
-
-
-def hadoop_version() -> str:
-    """The Hadoop client version in pyspark's jars (hadoop-client-api-<version>.jar)."""
-    import pyspark
-
-    jars = Path(pyspark.__file__).parent / "jars"
-    found = sorted(jars.glob("hadoop-client-api-*.jar"))
-    if not found:
-        raise ApiStreamError(f"no hadoop-client-api jar in {jars}: cannot pick hadoop-aws")
-    return found[0].name.removeprefix("hadoop-client-api-").removesuffix(".jar")
 
 
 def read_source(spark: SparkSession, cfg: Config) -> DataFrame:
