@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from apistream.config import AnomalyConfig
+from apistream.range_percentiles import range_quantiles
 
 SERVICE = "*"
 METRICS = ("latency_p95_ms", "latency_avg_ms", "error_rate_5xx", "requests")
@@ -71,33 +72,26 @@ class Baseline:
 
 
 def summarise(rows: Iterable[dict[str, Any]]) -> dict[tuple[str, str], dict[str, float]]:
-    """Final window rows (per endpoint x method) -> per (window_start, scope) observations."""
-    acc: dict[tuple[str, str], dict[str, float]] = defaultdict(
-        lambda: {"requests": 0, "s5": 0, "lat_sum": 0.0, "p95_sum": 0.0, "timed": 0}
-    )
-    ends: dict[str, str] = {}
+    """Final window rows (per endpoint x method) -> per (window_start, scope) observations:
+    requests, 5xx rate, mean latency and the p95 of the scope's events (from the merged
+    histograms of its rows, range_percentiles.py)."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
-        ends[r["window_start"]] = r["window_end"]
         for scope in (r["endpoint"], SERVICE):
-            a = acc[(r["window_start"], scope)]
-            a["requests"] += r["requests"]
-            a["s5"] += r["status_5xx"] or 0
-            if r["latency_avg_ms"] is not None:
-                a["lat_sum"] += r["latency_avg_ms"] * r["requests"]
-                a["p95_sum"] += r["latency_p95_ms"] * r["requests"]
-                a["timed"] += r["requests"]
+            groups[(r["window_start"], scope)].append(r)
     out = {}
-    for (ws, scope), a in acc.items():
+    for key, group in groups.items():
+        requests = sum(r["requests"] for r in group)
         obs: dict[str, Any] = {
-            "requests": a["requests"],
-            "window_end": ends[ws],
-            "error_rate_5xx": a["s5"] / a["requests"],
+            "requests": requests,
+            "window_end": group[0]["window_end"],
+            "error_rate_5xx": sum(r["status_5xx"] or 0 for r in group) / requests,
         }
-        if a["timed"]:
-            # p95 of a scope with several methods: request-weighted mean of their p95s.
-            obs["latency_avg_ms"] = a["lat_sum"] / a["timed"]
-            obs["latency_p95_ms"] = a["p95_sum"] / a["timed"]
-        out[(ws, scope)] = obs
+        timed = sum(r["latency_count"] or 0 for r in group)
+        if timed:
+            obs["latency_avg_ms"] = sum(r["latency_sum_ms"] or 0 for r in group) / timed
+            (obs["latency_p95_ms"],) = range_quantiles(group, [0.95])
+        out[key] = obs
     return out
 
 

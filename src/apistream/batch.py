@@ -5,7 +5,6 @@ Pure DataFrame functions first; `run_batch` does the I/O (lake in, SQLite + Parq
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 from contextlib import closing
@@ -20,8 +19,10 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from apistream import sqlite_store
+from apistream.accounting import account_of, reasons_of
 from apistream.catalog import Paths
 from apistream.config import Config, spark_interval
+from apistream.errors import ReconciliationError
 from apistream.period import DAY, HOUR, Period
 from apistream.pipeline.aggregate import (
     PERCENTILES,
@@ -146,12 +147,9 @@ def quality_summary(sqlite_path: str, period: Period) -> pd.DataFrame:
     with sqlite_store.read_only(sqlite_path) as db:
         rows = pd.read_sql("SELECT * FROM data_quality", db)
     rows = within(rows, "recorded_at", period)
-    totals = {
-        k: int(rows[k].sum()) for k in ("input", "valid", "quarantined", "duplicates", "late")
-    }
-    reasons = pd.json_normalize(rows["quarantined_by_reason"].map(json.loads).tolist())
-    for reason, n in reasons.sum().items() if len(reasons) else []:
-        totals[f"quarantined_{reason}"] = int(n)
+    totals: dict[str, int] = account_of(rows)
+    for reason, n in sorted(reasons_of(rows).items()):
+        totals[f"quarantined_{reason}"] = n
     return pd.DataFrame(
         [{"from": period.start_iso, "to": period.end_iso, "batches": len(rows), **totals}]
     )
@@ -195,6 +193,14 @@ class BatchResult:
     @property
     def reconciled(self) -> bool:
         return self.mismatches.empty
+
+    def require_reconciled(self, period: Period) -> None:
+        """Raise ReconciliationError (exit 3) when a window of `period` differs."""
+        if not self.reconciled:
+            raise ReconciliationError(
+                f"reconciliation failed: {len(self.mismatches)} window(s) in {period} differ "
+                "between the events lake and the stream's metrics (listed above)"
+            )
 
 
 def reconcile(

@@ -17,7 +17,7 @@ import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import version
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 import yaml
@@ -441,3 +441,13 @@ def k8s(cfg: Config, j: Job) -> list[Artifact]:
         Artifact("spark-application.yaml", "yaml", yaml.safe_dump(app, sort_keys=False)),
         Artifact("k8s.sh", "shell", "\n".join(run)),
     ]
+
+
+def write_artifacts(artifacts: list[Artifact], folder: Path) -> None:
+    """Write the artefacts into `folder` (created), the shell scripts executable."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for a in artifacts:
+        path = folder / a.name
+        path.write_text(a.text)
+        if a.kind == "shell":
+            path.chmod(0o755)

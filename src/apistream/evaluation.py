@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import sqlite3
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from apistream import sqlite_store
 from apistream.anomalies import SERVICE
+from apistream.errors import ApiStreamError
 
 
 @dataclass(frozen=True)
@@ -54,3 +59,29 @@ def evaluate(incidents: list[dict[str, Any]], alerts: list[dict[str, Any]]) -> E
     return Evaluation(
         len(alerts), true_alerts, len(spans), len(spans) - len(missed), missed, false_alerts
     )
+
+
+def read_incidents(input_dir: str | Path) -> list[dict[str, Any]] | None:
+    """The generator's incidents (manifest.json in `input_dir`), or None without a manifest."""
+    manifest = Path(input_dir) / "manifest.json"
+    return json.loads(manifest.read_text())["incidents"] if manifest.is_file() else None
+
+
+def read_alerts(sqlite_path: str | Path) -> list[dict[str, Any]]:
+    """Every anomaly in the analytics database, in window, endpoint and metric order."""
+    sqlite_store.require(sqlite_path)
+    try:
+        with sqlite_store.read_only(sqlite_path) as db:
+            db.row_factory = sqlite3.Row
+            sql = "SELECT * FROM anomalies ORDER BY window_start, endpoint, metric"
+            return [dict(r) for r in db.execute(sql)]
+    except sqlite3.Error as exc:
+        raise ApiStreamError(f"cannot read the anomalies in {sqlite_path}: {exc}") from None
+
+
+def evaluate_run(input_dir: str | Path, sqlite_path: str | Path) -> tuple[list, Evaluation]:
+    """(the incidents, their evaluation) of a run: its manifest against its anomalies."""
+    incidents = read_incidents(input_dir)
+    if incidents is None:
+        raise ApiStreamError(f"no generator manifest at {Path(input_dir) / 'manifest.json'}")
+    return incidents, evaluate(incidents, read_alerts(sqlite_path))

@@ -98,7 +98,10 @@ class Histogram:
 
 def merge_all(histograms: Iterable[Histogram]) -> Histogram:
     """One histogram of many (a range of windows, several endpoints or methods)."""
-    out = Histogram.empty()
-    for h in histograms:
-        out = out.merge(h)
-    return out
+    parts = [h for h in histograms if len(h.buckets)]
+    if len(parts) < 2:
+        return parts[0] if parts else Histogram.empty()
+    buckets = np.concatenate([h.buckets for h in parts])
+    counts = np.concatenate([h.counts for h in parts])
+    keys, inverse = np.unique(buckets, return_inverse=True)
+    return Histogram(keys.astype(np.int32), np.bincount(inverse, counts).astype(np.int64))

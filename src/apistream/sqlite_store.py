@@ -19,6 +19,7 @@ from typing import Any
 
 from apistream.anomalies import ANOMALY_SCHEMA
 from apistream.catalog import PIPELINE_QUERY
+from apistream.errors import ApiStreamError
 from apistream.timefmt import iso, now_iso, parse_iso
 from apistream.top import RANKING_VIEW
 from apistream.window_metrics import METRIC_COLUMNS, STATE_COLUMNS
@@ -118,6 +119,12 @@ SELECT j.key AS reason, SUM(j.value) AS records
 FROM data_quality, json_each(data_quality.quarantined_by_reason) AS j
 GROUP BY j.key;
 """
+
+
+def require(path: str | Path) -> None:
+    """Raise ApiStreamError unless the analytics database exists (a stream has run)."""
+    if not Path(path).is_file():
+        raise ApiStreamError(f"no analytics database at {path}: run the stream first")
 
 
 def read_only(path: str | Path, timeout: float = 5.0) -> closing[sqlite3.Connection]:

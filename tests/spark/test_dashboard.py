@@ -3,6 +3,7 @@ follows a new batch, and a missing or empty database says so."""
 
 from __future__ import annotations
 
+import math
 import os
 import sqlite3
 import subprocess
@@ -19,6 +20,9 @@ from viz_helpers import ARTIFACTS, copy_db
 
 from apistream import sqlite_store
 from apistream.bench.broker import free_port
+from apistream.config import load_config
+from apistream.latency_histogram import LOG_GAMMA, Histogram
+from apistream.range_percentiles import range_quantiles
 from apistream.timefmt import iso
 from apistream.window_metrics import METRIC_COLUMNS, STATE_COLUMNS
 
@@ -50,14 +54,17 @@ def dashboard(output: Path, refresh: str = "500ms") -> Iterator[str]:
         proc.wait(timeout=30)
 
 
+LATENCY = ("latency_histogram", "latency_min_ms", "latency_max_ms")
+
+
 def expected(db_path: str) -> dict:
     """The figures computed independently from SQLite with pandas-free SQL."""
     with sqlite3.connect(db_path) as db:
         last_end = db.execute("SELECT MAX(window_end) FROM endpoint_metrics").fetchone()[0]
         since = (sqlite_store.parse_iso(last_end) - timedelta(minutes=5)).isoformat() + "Z"
         rows = db.execute(
-            "SELECT window_start, requests, status_4xx, status_5xx, latency_p95_ms "
-            "FROM endpoint_metrics WHERE window_start >= ?",
+            "SELECT window_start, requests, status_4xx, status_5xx, latency_histogram, "
+            "latency_min_ms, latency_max_ms FROM endpoint_metrics WHERE window_start >= ?",
             (since,),
         ).fetchall()
         first = sqlite_store.parse_iso(min(r[0] for r in rows))
@@ -67,17 +74,28 @@ def expected(db_path: str) -> dict:
         end = min(sqlite_store.parse_iso(last_end), sqlite_store.parse_iso(newest))
         span = (end - first).total_seconds()
         n = sum(r[1] for r in rows)
+        charted = load_config().dashboard.history_windows
+        shown = (
+            "(SELECT * FROM endpoint_metrics WHERE window_start IN (SELECT DISTINCT window_start "
+            "FROM endpoint_metrics ORDER BY window_start DESC LIMIT ?))"
+        )
         return {
             "rps": n / span,
             "error_rate": sum(r[2] + r[3] for r in rows) / n,
-            "p95": sum(r[4] * r[1] for r in rows) / n,
+            # The p95 of all the recent windows' events, from their merged histograms: the
+            # merge itself is checked against exact values in tests/unit.
+            "p95": range_quantiles([dict(zip(LATENCY, r[4:], strict=True)) for r in rows], [0.95])[
+                0
+            ],
+            # The table covers the windows charted: the newest dashboard.history_windows.
             "by_endpoint": dict(
-                db.execute("SELECT endpoint, SUM(requests) FROM endpoint_metrics GROUP BY 1")
+                db.execute(f"SELECT endpoint, SUM(requests) FROM {shown} GROUP BY 1", (charted,))
             ),
             "rate_5xx": dict(
                 db.execute(
-                    "SELECT endpoint, SUM(status_5xx) * 1.0 / SUM(requests) FROM endpoint_metrics "
-                    "GROUP BY 1"
+                    f"SELECT endpoint, SUM(status_5xx) * 1.0 / SUM(requests) FROM {shown} "
+                    "GROUP BY 1",
+                    (charted,),
                 )
             ),
             "input": db.execute("SELECT input FROM data_quality_totals").fetchone()[0],
@@ -135,10 +153,15 @@ def new_batch(db_path: str) -> tuple[str, int]:
         "endpoint": "/api/v1/search", "method": "GET", "requests": 5000,
         "status_1xx": 0, "status_2xx": 3000, "status_3xx": 0, "status_4xx": 500,
         "status_5xx": 1500, "error_rate_4xx": 0.1, "error_rate_5xx": 0.3,
-        "latency_min_ms": 5.0, "latency_avg_ms": 900.0, "latency_max_ms": 9000.0,
-        "latency_p50_ms": 800.0, "latency_p95_ms": 4000.0, "latency_p99_ms": 8000.0,
+        "latency_min_ms": 100.0, "latency_avg_ms": 1360.0, "latency_max_ms": 9000.0,
+        "latency_p50_ms": 800.0, "latency_p95_ms": 4000.0, "latency_p99_ms": 9000.0,
         "bytes_sent": 1_000_000, "max_event_time": iso(start + timedelta(seconds=59), ms=True),
-        "latency_count": 5000, "latency_sum_ms": 4_500_000.0, "latency_histogram": None,
+        "latency_count": 5000, "latency_sum_ms": 6_800_000.0,
+        # 2,000 requests at 100 ms, 2,000 at 800, 800 at 4 s and 200 at 9 s
+        "latency_histogram": Histogram.of(
+            (math.ceil(math.log(ms) / LOG_GAMMA), n)
+            for ms, n in ((100.0, 2000), (800.0, 2000), (4000.0, 800), (9000.0, 200))
+        ).to_bytes(),
     }  # fmt: skip
     assert set(values) == {*METRIC_COLUMNS, *STATE_COLUMNS}
     with sqlite_store.transaction(conn):

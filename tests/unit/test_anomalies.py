@@ -7,6 +7,7 @@ import pytest
 from apistream.anomalies import Baseline, check, score_windows, summarise
 from apistream.config import AnomalyConfig
 from apistream.evaluation import evaluate
+from apistream.latency_histogram import LOG_GAMMA, RELATIVE_ERROR, Histogram
 
 CFG = AnomalyConfig()
 
@@ -36,7 +37,10 @@ def test_rules_need_baseline_z_and_effect_size():
     assert check("error_rate_5xx", 0.4, rate, 100, CFG) == pytest.approx(39)
 
 
-def row(ws, endpoint, method, requests, s5, avg, p95):
+def row(ws, endpoint, method, requests, s5, latencies):
+    """A final window row as the store keeps it; `latencies` of every request, or None when
+    none had one."""
+    lat = latencies or []
     return {
         "window_start": ws,
         "window_end": ws[:14] + "59:59Z",
@@ -44,21 +48,31 @@ def row(ws, endpoint, method, requests, s5, avg, p95):
         "method": method,
         "requests": requests,
         "status_5xx": s5,
-        "latency_avg_ms": avg,
-        "latency_p95_ms": p95,
+        "latency_count": len(lat),
+        "latency_sum_ms": sum(lat),
+        "latency_min_ms": min(lat, default=None),
+        "latency_max_ms": max(lat, default=None),
+        "latency_histogram": Histogram.of(
+            (math.ceil(math.log(x) / LOG_GAMMA), 1) for x in lat
+        ).to_bytes(),
     }
 
 
 def test_summarise_per_endpoint_and_service():
     obs = summarise(
         [
-            row("T1", "/a", "GET", 30, 3, 10.0, 20.0),
-            row("T1", "/a", "POST", 10, 0, 50.0, 100.0),
-            row("T1", "/b", "GET", 60, 6, None, None),
+            row("T1", "/a", "GET", 30, 3, [10.0] * 20 + [20.0] * 10),
+            row("T1", "/a", "POST", 10, 0, [50.0] * 8 + [100.0] * 2),
+            row("T1", "/b", "GET", 60, 6, None),
         ]
     )
-    assert obs[("T1", "/a")]["requests"] == 40
-    assert obs[("T1", "/a")]["latency_p95_ms"] == pytest.approx(40.0)
+    a = obs[("T1", "/a")]
+    assert a["requests"] == 40
+    assert a["latency_avg_ms"] == pytest.approx((200 + 200 + 400 + 200) / 40)
+    # The 38th of 40 (20 at 10 ms, 10 at 20, 8 at 50, 2 at 100) is 50 ms; a request-weighted
+    # mean of the methods' p95s (20 and 100) would say 40.
+    assert a["latency_p95_ms"] == pytest.approx(50.0, rel=RELATIVE_ERROR)
+    assert obs[("T1", "*")]["latency_p95_ms"] == pytest.approx(50.0, rel=RELATIVE_ERROR)
     assert obs[("T1", "*")]["error_rate_5xx"] == pytest.approx(0.09)
     assert "latency_p95_ms" not in obs[("T1", "/b")]
 
@@ -69,7 +83,7 @@ def test_detector_keeps_baselines_and_flags_a_spike():
     found_all = []
     for i, ws in enumerate(windows):
         p95 = 500.0 if i == 10 else 100.0 + (i % 3)
-        rows = [row(ws, "/a", "GET", 100, 0, p95 / 2, p95)]
+        rows = [row(ws, "/a", "GET", 100, 0, [p95 / 2] * 90 + [p95] * 10)]
         found, baselines = score_windows(rows, baselines, CFG, "now", windows[0])
         assert bool(found) == (i == 10), (i, found)
         found_all += found

@@ -1,24 +1,18 @@
-"""CLI behaviour that needs no JVM: help everywhere, and one clear error, no traceback."""
+"""CLI behaviour that needs no JVM: help everywhere, and one clear error, no traceback (run
+in-process with typer's CliRunner; the entry point itself in a subprocess)."""
 
 from __future__ import annotations
 
-import os
+import json
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import pytest
+from cli_runner import cli
 
-
-def cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
-    return subprocess.run(
-        [sys.executable, "-m", "apistream.cli", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        cwd=cwd,
-        timeout=120,
-    )
+from apistream import sqlite_store
 
 
 @pytest.mark.parametrize("command", ["generate", "stream", "demo", "deploy", "validate-config"])
@@ -109,3 +103,94 @@ def test_without_pyspark_a_spark_command_says_how_to_install_it(tmp_path):
     assert out.returncode == 2, out.stderr
     assert "pyspark is not installed: pip install 'apistream[spark]'" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def table_rows(text: str) -> list[list[str]]:
+    """The body rows of the rich tables in `text`, as lists of cell texts."""
+    return [
+        [cell.strip() for cell in line.strip().strip("│").split("│")]
+        for line in text.splitlines()
+        if line.startswith("│")
+    ]
+
+
+def _run_with(tmp_path: Path, incidents: list[dict], anomalies: list[tuple]) -> None:
+    """A run's manifest and analytics database, as the generator and the stream leave them."""
+    (tmp_path / "manifest.json").write_text(json.dumps({"incidents": incidents}))
+    with closing(sqlite_store.connect(tmp_path / "analytics.db")) as db:
+        db.executemany(
+            "INSERT INTO anomalies VALUES (?, '*', ?, ?, 'latency_p95_ms', 900, 100, 10, 80, "
+            "'critical', '2026-11-30T00:00:00Z')",
+            anomalies,
+        )
+        rows = [
+            ("2026-11-30T10:00:00Z", "/a", "GET", 50, 0.0, 10.0),
+            ("2026-11-30T10:00:00Z", "/b", "GET", 400, 0.02, 80.0),
+            ("2026-11-30T10:00:00Z", "/c", "POST", 19, 0.5, 999.0),  # under the minimum
+            ("2026-11-30T10:00:00Z", "/d", "GET", 30, 0.1, 40.0),
+            ("2026-11-30T09:59:00Z", "/e", "GET", 500, 0.0, 5000.0),  # an earlier window
+        ]
+        db.executemany(
+            "INSERT INTO endpoint_metrics (window_start, window_end, endpoint, method, requests, "
+            "error_rate_5xx, latency_p95_ms, is_final, updated_batch) "
+            "VALUES (?, '', ?, ?, ?, ?, ?, 1, 0)",
+            rows,
+        )
+
+
+INCIDENTS = [
+    {"kind": "latency", "endpoint": "/a", "start": "2026-11-30T10:00:00.000Z",
+     "end": "2026-11-30T10:05:00.000Z"},
+    {"kind": "errors", "endpoint": "/b", "start": "2026-11-30T11:00:00.000Z",
+     "end": "2026-11-30T11:05:00.000Z"},
+]  # fmt: skip
+
+
+def test_evaluate_scores_the_anomalies_against_the_manifest(tmp_path):
+    # One true alert on /a, one false alert on /z; /b's incident is missed.
+    _run_with(
+        tmp_path,
+        INCIDENTS,
+        [
+            ("/a", "2026-11-30T10:01:00Z", "2026-11-30T10:02:00Z"),
+            ("/z", "2026-11-30T12:00:00Z", "2026-11-30T12:01:00Z"),
+        ],
+    )
+    out = cli("evaluate", "--input", str(tmp_path), "--output", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    found = {row[1]: row[4] for row in table_rows(out.stdout)}
+    assert found == {"/a": "yes", "/b": "NO"}
+    assert "alerts 2 (true 1), incidents 2 (found 1)" in out.stdout
+    assert "precision 0.500  recall 0.500" in out.stdout
+
+
+def test_evaluate_names_what_is_missing(tmp_path):
+    out = cli("evaluate", "--input", str(tmp_path), "--output", str(tmp_path))
+    assert out.returncode == 1
+    assert out.stderr.strip() == f"error: no generator manifest at {tmp_path / 'manifest.json'}"
+    (tmp_path / "manifest.json").write_text('{"incidents": []}')
+    out = cli("evaluate", "--input", str(tmp_path), "--output", str(tmp_path))
+    assert out.returncode == 1
+    assert f"no analytics database at {tmp_path / 'analytics.db'}" in out.stderr
+
+
+def test_top_ranks_the_latest_window_leaving_out_small_rows(tmp_path):
+    _run_with(tmp_path, [], [])
+    out = cli("top", "--by", "p95", "--n", "2", "--output", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    assert "top 2 by p95, window 2026-11-30T10:00:00Z" in out.stdout
+    assert table_rows(out.stdout) == [
+        ["1", "/b", "GET", "400", "80.0"],
+        ["2", "/d", "GET", "30", "40.0"],
+    ]
+    out = cli("top", "--by", "error_5xx", "--min-requests", "10", "--output", str(tmp_path))
+    assert table_rows(out.stdout)[0] == ["1", "/c", "POST", "19", "50.00%"]
+
+
+def test_top_refuses_an_unknown_ranking(tmp_path):
+    _run_with(tmp_path, [], [])
+    out = cli("top", "--by", "slowness", "--output", str(tmp_path))
+    assert out.returncode == 1
+    assert (
+        out.stderr.strip() == "error: --by must be one of p95, p99, error_4xx, error_5xx, busiest"
+    )

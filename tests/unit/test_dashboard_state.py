@@ -3,12 +3,14 @@ small one written by the real store functions."""
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 
 import pytest
 
 from apistream import sqlite_store
 from apistream.dashboard.state import dashboard_state
+from apistream.latency_histogram import LOG_GAMMA, RELATIVE_ERROR, Histogram
 from apistream.timefmt import iso
 
 
@@ -26,7 +28,10 @@ def test_empty_database_is_waiting_for_data(tmp_path):
     assert state["anomalies"] == []  # the table exists (empty) from the first connect
 
 
-def row(minute: int, endpoint: str, requests: int, s4: int, s5: int, p95: float) -> dict:
+def row(minute: int, endpoint: str, requests: int, s4: int, s5: int, latency: float) -> dict:
+    """A window row of `requests` requests, every one taking `latency` ms."""
+    hist = Histogram.of([(math.ceil(math.log(latency) / LOG_GAMMA), requests)])
+    p95 = latency
     return {
         "window_start": iso(datetime(2026, 1, 1, 0, minute)),
         "window_end": iso(datetime(2026, 1, 1, 0, minute + 1)),
@@ -34,10 +39,11 @@ def row(minute: int, endpoint: str, requests: int, s4: int, s5: int, p95: float)
         "status_1xx": 0, "status_2xx": requests - s4 - s5, "status_3xx": 0,
         "status_4xx": s4, "status_5xx": s5,
         "error_rate_4xx": s4 / requests, "error_rate_5xx": s5 / requests,
-        "latency_min_ms": 1.0, "latency_avg_ms": p95 / 2, "latency_max_ms": p95 * 2,
-        "latency_p50_ms": p95 / 2, "latency_p95_ms": p95, "latency_p99_ms": p95 * 1.5,
+        "latency_min_ms": p95, "latency_avg_ms": p95, "latency_max_ms": p95,
+        "latency_p50_ms": p95, "latency_p95_ms": p95, "latency_p99_ms": p95,
         "bytes_sent": 100, "max_event_time": iso(datetime(2026, 1, 1, 0, minute, 59), ms=True),
-        "latency_count": requests, "latency_sum_ms": requests * p95 / 2, "latency_histogram": None,
+        "latency_count": requests, "latency_sum_ms": requests * p95,
+        "latency_histogram": hist.to_bytes(),
     }  # fmt: skip
 
 
@@ -66,10 +72,15 @@ def test_headline_table_and_series(tmp_path):
     )  # fmt: skip
     assert h["requests_per_s"] == pytest.approx(180 / 59)
     assert h["error_rate"] == pytest.approx(12 / 180)
-    assert h["p95_ms"] == pytest.approx((120 * 20.0 + 60 * 50.0) / 180)
+    # 120 requests at 20 ms and 60 at 50 ms: the 171st of 180 is 50 ms (a request-weighted
+    # mean of the two windows' p95s would say 30).
+    assert h["p95_ms"] == 50.0
     table = {r["endpoint"]: r for r in state["endpoints"]}
     assert table["/a"]["requests"] == 180
     assert table["/a"]["rate_4xx"] == pytest.approx(6 / 180)
+    assert table["/a"]["latency_avg_ms"] == pytest.approx((60 * 10.0 + 120 * 20.0) / 180)
+    # the 171st of 60 at 10 ms and 120 at 20 ms, from the merged histograms (within 0.5%)
+    assert table["/a"]["latency_p95_ms"] == pytest.approx(20.0, rel=RELATIVE_ERROR)
     assert table["/a"]["worst_p95_ms"] == 20.0
     s = state["series"]
     assert s["windows"] == ["2026-01-01T00:00:00Z", "2026-01-01T00:09:00Z"]

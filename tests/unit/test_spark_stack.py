@@ -3,14 +3,12 @@ a package of another Spark, Scala or Hadoop version is refused at start in one l
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
 import pytest
+from cli_runner import cli
 
 from apistream.config import KAFKA_CONNECTOR
 from apistream.errors import ApiStreamError, ConfigError
@@ -102,13 +100,11 @@ def test_the_running_jvm_must_be_pyspark_s_spark_and_fit_its_packages():
 
 
 def test_stream_refuses_a_mismatched_connector_before_anything_starts(tmp_path):
-    out = subprocess.run(
-        [sys.executable, "-m", "apistream.cli", "stream", "--output", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    out = cli(
+        "stream",
+        "--output",
+        str(tmp_path),
         env={
-            **os.environ,
             "APISTREAM_SOURCE__FORMAT": "kafka",
             # No broker listens here: a connection attempt would fail differently.
             "APISTREAM_SOURCE__KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:1",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from test_cli import cli
+from cli_runner import cli
 
 
 @pytest.mark.parametrize(

@@ -76,8 +76,22 @@ def allowed_hosts(d: DashboardConfig) -> list[str]:
     return [*LOCAL_NAMES, *extra]
 
 
-def serve(cfg: Config, host: str, port: int) -> None:
-    """Run the dashboard until interrupted."""
+def serve(cfg: Config) -> None:
+    """Say where the dashboard is (and that only localhost names are answered on a wildcard
+    address without dashboard.allowed_hosts), then run it until interrupted."""
     import uvicorn
 
-    uvicorn.run(create_app(cfg.sqlite_path, cfg), host=host, port=port, log_level="warning")
+    from apistream.console import console
+
+    d = cfg.dashboard
+    console.print(
+        f"dashboard: http://{d.host}:{d.port}/ reading {cfg.sqlite_path} (Ctrl-C stops)",
+        highlight=False,
+    )
+    if d.host in ("0.0.0.0", "::") and not d.allowed_hosts:
+        console.print(
+            "note: only localhost names are answered; list the names other machines use "
+            "in dashboard.allowed_hosts (APISTREAM_DASHBOARD__ALLOWED_HOSTS='[host]')",
+            highlight=False,
+        )
+    uvicorn.run(create_app(cfg.sqlite_path, cfg), host=d.host, port=d.port, log_level="warning")

@@ -6,6 +6,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from apistream.accounting import OUTCOMES
 from apistream.viz import views
 
 _PCT_TITLES = {"latency_p50_ms": "p50", "latency_p95_ms": "p95", "latency_p99_ms": "p99"}
@@ -41,7 +42,7 @@ def latency(lat: pd.DataFrame, markers: pd.DataFrame) -> go.Figure:
         vertical_spacing=0.05,
         subplot_titles=("p50", "p95", "p99"),
     )
-    for i, col in enumerate(views.PERCENTILES, start=1):
+    for i, col in enumerate(views.PERCENTILE_COLUMNS, start=1):
         for endpoint, g in lat.groupby("endpoint", sort=True):
             fig.add_trace(
                 go.Scatter(
@@ -151,7 +152,7 @@ def data_quality(account: dict[str, int], reasons: pd.DataFrame) -> go.Figure:
     fig = make_subplots(
         rows=1, cols=2, subplot_titles=("outcome of every input record", "quarantined, by reason")
     )
-    outcomes = ["valid", "quarantined", "duplicates", "late"]
+    outcomes = list(OUTCOMES)
     fig.add_trace(
         go.Bar(
             x=outcomes,

@@ -11,6 +11,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, PercentFormatter
 
+from apistream.accounting import OUTCOMES
 from apistream.viz import views
 
 
@@ -23,7 +24,7 @@ def latency(lat: pd.DataFrame, markers: pd.DataFrame) -> Figure:
     """p50/p95/p99 per endpoint over time, log scale; latency anomalies as red crosses."""
     fig, axes = _new(3, 1, (12, 10))
     colours = matplotlib.colormaps["tab20"].colors
-    for ax, col in zip(axes[:, 0], views.PERCENTILES, strict=True):
+    for ax, col in zip(axes[:, 0], views.PERCENTILE_COLUMNS, strict=True):
         for i, (endpoint, g) in enumerate(lat.groupby("endpoint", sort=True)):
             ax.plot(g["window_start"], g[col], label=endpoint, linewidth=1.2, color=colours[i % 20])
         ax.set_yscale("log")
@@ -103,7 +104,7 @@ def top_endpoints(summary: pd.DataFrame, n: int, min_requests: int) -> Figure:
 def data_quality(account: dict[str, int], reasons: pd.DataFrame) -> Figure:
     """Outcome of every input record, and quarantined records by reason."""
     fig, axes = _new(1, 2, (13, 4.5))
-    outcomes = ["valid", "quarantined", "duplicates", "late"]
+    outcomes = list(OUTCOMES)
     bars = axes[0, 0].bar(
         outcomes, [account[k] for k in outcomes], color=["#4daf4a", "#e41a1c", "#984ea3", "#ff7f00"]
     )

@@ -1,37 +1,25 @@
 """The frames behind every chart, computed from the SQLite tables. Pure pandas, no I/O.
 
-Percentiles of a window cannot be merged exactly across methods or windows, so wherever a
-p50/p95/p99 covers several (endpoint, method, window) rows it is the request-weighted mean
-of those rows' percentiles; `worst_p95_ms` is the highest single window p95.
+Wherever a p50/p95/p99 covers several (endpoint, method, window) rows, it is the percentile of
+those rows' events, from their merged histograms (range_percentiles.py); `worst_p95_ms` is the
+highest single window p95.
 """
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pandas as pd
 
-PERCENTILES = ("latency_p50_ms", "latency_p95_ms", "latency_p99_ms")
-
-
-def _weighted(df: pd.DataFrame, keys: list[str], cols: tuple[str, ...]) -> pd.DataFrame:
-    """Per group: SUM(requests) and the request-weighted mean of each column in `cols`."""
-    work = df[[*keys, "requests", *cols]].copy()
-    for c in cols:
-        work[c] = work[c] * work["requests"]
-    out = work.groupby(keys, as_index=False).sum()
-    for c in cols:
-        out[c] = out[c] / out["requests"]
-    return out
+from apistream.accounting import account_of, reasons_of
+from apistream.range_percentiles import PERCENTILE_COLUMNS, range_percentiles
 
 
 def latency_over_time(metrics: pd.DataFrame) -> pd.DataFrame:
-    """Per window and endpoint: p50/p95/p99 (request-weighted over methods)."""
-    cols = ["window_start", "endpoint", "requests", *PERCENTILES]
+    """Per window and endpoint: p50/p95/p99 of the events of all its methods."""
+    cols = ["window_start", "endpoint", "requests", *PERCENTILE_COLUMNS]
     if metrics.empty:
         return pd.DataFrame(columns=cols)
-    out = _weighted(metrics, ["window_start", "endpoint"], PERCENTILES)
+    out = range_percentiles(metrics, ["window_start", "endpoint"])
     out["window_start"] = pd.to_datetime(out["window_start"], utc=True)
     return out[cols].sort_values(["endpoint", "window_start"]).reset_index(drop=True)
 
@@ -61,8 +49,8 @@ def throughput(table: pd.DataFrame, granularity: str) -> pd.DataFrame:
 
 
 def endpoint_summary(metrics: pd.DataFrame, endpoints: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Per endpoint over all windows: requests, 4xx/5xx rates, mean latency, p95 (request-
-    weighted mean of window p95s), worst window p95, and the SLO when the dimension has it."""
+    """Per endpoint over all windows: requests, 4xx/5xx rates, mean latency, p95 of all its
+    events, worst window p95, and the SLO when the dimension has it."""
     cols = [
         "endpoint",
         "requests",
@@ -75,13 +63,18 @@ def endpoint_summary(metrics: pd.DataFrame, endpoints: pd.DataFrame | None = Non
     ]
     if metrics.empty:
         return pd.DataFrame(columns=cols)
-    out = _weighted(metrics, ["endpoint"], ("latency_avg_ms", "latency_p95_ms"))
+    out = range_percentiles(metrics, ["endpoint"], {"latency_p95_ms": 0.95})
     counts = metrics.groupby("endpoint", as_index=False).agg(
         status_4xx=("status_4xx", "sum"),
         status_5xx=("status_5xx", "sum"),
+        latency_sum_ms=("latency_sum_ms", "sum"),
+        latency_count=("latency_count", "sum"),
         worst_p95_ms=("latency_p95_ms", "max"),
     )
     out = out.merge(counts, on="endpoint")
+    out["latency_avg_ms"] = out["latency_sum_ms"] / out["latency_count"].where(
+        out["latency_count"] > 0
+    )
     out["rate_4xx"] = out["status_4xx"] / out["requests"]
     out["rate_5xx"] = out["status_5xx"] / out["requests"]
     slo = (
@@ -101,18 +94,12 @@ def top_n(summary: pd.DataFrame, by: str, n: int, min_requests: int) -> pd.DataF
 
 def quality_account(quality: pd.DataFrame) -> dict[str, int]:
     """The data-quality account over all batches: input, valid, quarantined, duplicates, late."""
-    keys = ("input", "valid", "quarantined", "duplicates", "late")
-    if quality.empty:
-        return dict.fromkeys(keys, 0)
-    return {k: int(quality[k].sum()) for k in keys}
+    return account_of(quality)
 
 
 def quarantine_by_reason(quality: pd.DataFrame) -> pd.DataFrame:
     """Quarantined records per reason over all batches, most frequent first."""
-    totals: dict[str, int] = {}
-    for text in quality.get("quarantined_by_reason", pd.Series(dtype=str)):
-        for reason, n in json.loads(text).items():
-            totals[reason] = totals.get(reason, 0) + int(n)
+    totals = reasons_of(quality)
     out = pd.DataFrame({"reason": list(totals), "records": list(totals.values())})
     return out.sort_values(["records", "reason"], ascending=[False, True]).reset_index(drop=True)
 
