@@ -9,6 +9,8 @@ import numpy as np
 
 from apistream.config import ValidationConfig
 from apistream.fields import REQUIRED_FIELDS
+from apistream.generator.categories import defect_mask, defect_of
+from apistream.generator.traffic import iso_ms
 
 WRONG_TYPES = {"status": "OK", "latency_ms": "fast", "bytes_sent": "lots", "timestamp": "soon"}
 BAD_STATUSES = (0, 42, 99, 600, 700, 999, 1200)
@@ -22,7 +24,6 @@ def corrupt(
     rng: np.random.Generator,
     limits: ValidationConfig,
     now_ms: int,
-    iso: Any,
 ) -> str:
     """The raw line for a record turned into a defect of `kind`."""
     rec = dict(record)
@@ -46,11 +47,25 @@ def corrupt(
         rec["method"] = str(rng.choice([m for m in BAD_METHODS if m not in limits.methods]))
     elif kind == "future_timestamp":
         ahead = limits.max_future * 1000 + float(rng.uniform(1, 30)) * DAY_MS
-        rec["timestamp"] = iso(now_ms + int(ahead))
+        rec["timestamp"] = iso_ms(now_ms + int(ahead))
     elif kind == "stale_timestamp":
         assert limits.max_age is not None
         behind = limits.max_age * 1000 + float(rng.uniform(30, 700)) * DAY_MS
-        rec["timestamp"] = iso(now_ms - int(behind))
+        rec["timestamp"] = iso_ms(now_ms - int(behind))
     else:
         raise ValueError(f"unknown defect kind {kind}")
     return json.dumps(rec)
+
+
+def corrupt_lines(
+    lines: list[str],
+    cat: np.ndarray,
+    rng: np.random.Generator,
+    limits: ValidationConfig,
+    now_ms: int,
+) -> list[str]:
+    """The lines with each one of a defect category turned into that defect, in order."""
+    out = list(lines)
+    for i in np.flatnonzero(defect_mask(cat)):
+        out[i] = corrupt(defect_of(int(cat[i])), json.loads(out[i]), rng, limits, now_ms)
+    return out
