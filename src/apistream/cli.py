@@ -12,6 +12,7 @@ import typer
 from apistream import cli_options as o
 from apistream.bench.command import bench
 from apistream.console import console, err_console, reports_errors
+from apistream.ingest.formats import DEFAULT_ACCESS_LOG_FORMAT
 
 app = typer.Typer(
     help="APIStream Analytics: real-time API request-log analytics on Spark Structured Streaming.",
@@ -85,7 +86,7 @@ def demo(
 @reports_errors
 def ingest(
     paths: o.LogPathsOpt,
-    format: o.FormatOpt = "nginx",
+    format: o.FormatOpt = DEFAULT_ACCESS_LOG_FORMAT,
     log_format: o.LogFormatOpt = None,
     follow: o.FollowOpt = False,
     timezone: o.TimezoneOpt = None,

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from apistream.config import Config, load_config
+from apistream.ingest.formats import ACCESS_LOG_FORMATS, presets_help
 
 # Option (parameter name) -> the config key it overrides; an option left out keeps the config's.
 CONFIG_KEYS = {
@@ -73,7 +74,7 @@ BootstrapOpt = Annotated[
     _opt("--bootstrap-servers", help="Kafka host:port list (source.kafka.bootstrap_servers)."),
 ]
 FormatOpt = Annotated[
-    str, _opt("--format", help="nginx | apache | alb | haproxy | json_mapped | json")
+    str, _opt("--format", help=" | ".join((*ACCESS_LOG_FORMATS, "json_mapped", "json")))
 ]
 UntilIdleOpt = Annotated[
     bool, _opt("--until-idle", help="Process what is there, flush final windows, exit.")
@@ -104,14 +105,13 @@ LogFormatOpt = Annotated[
     str | None,
     _opt(
         "--log-format",
-        help="nginx log_format / Apache LogFormat string, or a preset "
-        "(nginx: combined, combined_rt; apache: common, combined).",
+        help=f"The server's log format string, or a preset ({presets_help()}).",
     ),
 ]
 FollowOpt = Annotated[
     bool, _opt("--follow", help="Keep streaming new files that appear in the directory.")
 ]
-TimezoneOpt = Annotated[str | None, _opt(help="Zone of timestamps without an offset (HAProxy).")]
+TimezoneOpt = Annotated[str | None, _opt(help="Zone of timestamps without an offset.")]
 ByOpt = Annotated[str, _opt(help="p95 | p99 | error_4xx | error_5xx | busiest")]
 PeriodOpt = Annotated[str, _opt(help="window (stream metrics) or day (needs `apistream batch`)")]
 WhenOpt = Annotated[

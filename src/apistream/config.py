@@ -25,6 +25,7 @@ from pydantic import (
 
 from apistream.errors import ConfigError
 from apistream.fields import RAW_FIELDS
+from apistream.ingest.formats import ACCESS_LOG_FORMATS, compile_format, is_access_log
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config" / "config.yaml"
 ENV_PREFIX = "APISTREAM_"
@@ -385,7 +386,7 @@ def hash_key(enrichment: EnrichmentConfig, environ: Mapping[str, str]) -> bytes 
 class LogsConfig(_Model):
     """What the input lines are: the generator's JSON, an access-log format, or mapped JSON."""
 
-    format: Literal["json", "nginx", "apache", "alb", "haproxy", "json_mapped"] = "json"
+    format: Literal[("json", *ACCESS_LOG_FORMATS, "json_mapped")] = "json"
     log_format: str | None = None
     timezone: str = "UTC"
     json_fields: dict[str, str] = Field(default_factory=dict)
@@ -393,9 +394,7 @@ class LogsConfig(_Model):
 
     @model_validator(mode="after")
     def _compiles(self) -> LogsConfig:
-        if self.format in ("nginx", "apache", "alb", "haproxy"):
-            from apistream.ingest.formats import compile_format
-
+        if is_access_log(self.format):
             try:
                 compile_format(self.format, self.log_format, self.timezone)
             except ConfigError as exc:

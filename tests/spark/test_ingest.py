@@ -6,6 +6,7 @@ import gzip
 import re
 import shutil
 import sqlite3
+import string
 import threading
 from collections import Counter
 from datetime import datetime
@@ -17,6 +18,7 @@ from pyspark.sql import functions as F
 from apistream.config import load_config
 from apistream.ingest.plan import ingest_config
 from apistream.lake import read_table
+from apistream.pipeline.enrich import endpoint_template
 from apistream.pipeline.records import CHECKED_COLUMNS, checked_records
 from apistream.pipeline.topology import Paths, run_stream
 
@@ -30,8 +32,11 @@ COLUMNS = [c for c in CHECKED_COLUMNS if c not in ("source_file", "ingest_time")
 
 
 def parse_fixture(spark, name: str, **logs):
+    return parse_lines(spark, (LOGS / name).read_text().splitlines(), name, **logs)
+
+
+def parse_lines(spark, text: list[str], name: str = "inline.log", **logs):
     cfg = load_config(environ={}, overrides={f"logs.{k}": v for k, v in logs.items()})
-    text = (LOGS / name).read_text().splitlines()
     lines = spark.createDataFrame(list(enumerate(text)), "line_no int, value string").withColumns(
         {"source_file": F.lit(name), "ingest_time": F.lit("2026-11-28 00:00:00").cast("timestamp")}
     )
@@ -79,6 +84,17 @@ def test_nginx_custom_format(spark):
     }
     assert b["reason"] is None and b["request_id"].startswith("L")
     assert (b["latency"], b["api_key"], b["status_code"]) == (None, None, 404)
+
+
+def test_nginx_iso_time_beside_msec_and_request_time_before_upstream(spark):
+    fmt = '[$time_iso8601] $msec "$request" $status $upstream_response_time $request_time'
+    line = '[2026-11-27T09:00:01+00:00] 1764234001.250 "GET /a HTTP/1.1" 200 0.200 0.250'
+    (row,) = parse_lines(spark, [line], format="nginx", log_format=fmt)
+    assert (row["reason"], row["event_time"], row["latency"]) == (
+        None,
+        datetime(2026, 11, 27, 9, 0, 1),
+        250.0,
+    )
 
 
 def test_apache_with_microseconds(spark):
@@ -157,27 +173,66 @@ def test_json_with_field_mapping(spark):
     assert broken["reason"] == "malformed_json"
 
 
+def is_hex(text: str, length: int) -> bool:
+    return len(text) >= length and all(c in string.hexdigits for c in text)
+
+
+def segment_template(segment: str) -> str:
+    """One path segment as the default templating names it, by str methods: ASCII digits
+    -> {id}, a UUID (8-4-4-4-12 hex digits) -> {uuid}, 16+ hex digits -> {hash}."""
+    if segment.isascii() and segment.isdigit():
+        return "{id}"
+    groups = segment.split("-")
+    if [len(g) for g in groups] == [8, 4, 4, 4, 12] and all(is_hex(g, 1) for g in groups):
+        return "{uuid}"
+    return "{hash}" if is_hex(segment, 16) else segment
+
+
+def path_template(target: str) -> str:
+    """A request target's endpoint template: query and fragment cut, then each segment after
+    a '/' as segment_template says."""
+    head, *segments = target.partition("?")[0].partition("#")[0].split("/")
+    return "/".join([head, *map(segment_template, segments)])
+
+
 def independent_counts(lines: list[str]):
-    """Counts of the real log by plain Python: regex, default templating, status class."""
-    rx = re.compile(r'^(\S+) \S+ \S+ \[[^\]]*\] "(\S+) (\S+)[^"]*" (\d{3}) ')
+    """Counts of the real log by plain Python: split at the quotes, templating by segment."""
     endpoints, classes, bad = Counter(), Counter(), []
     for n, line in enumerate(lines, 1):
-        m = rx.match(line)
-        if not m or not line.endswith('"'):
+        if line.count('"') % 2:  # a quoted field left open: the truncated line
             bad.append(n)
             continue
-        path_only = m.group(3).split("?")[0].split("#")[0]
-        template = re.sub(r"/[0-9]+(?=/|$)", "/{id}", path_only)
-        template = re.sub(
-            r"/[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
-            r"[0-9a-fA-F]{12}(?=/|$)",
-            "/{uuid}",
-            template,
-        )
-        template = re.sub(r"/[0-9a-fA-F]{16,}(?=/|$)", "/{hash}", template)
-        endpoints[template] += 1
-        classes[f"{m.group(4)[0]}xx"] += 1
+        request, after = line.split('"')[1:3]
+        target = request.split()[1]
+        status = int(after.split()[0])
+        endpoints[path_template(target)] += 1
+        classes[f"{status // 100}xx"] += 1
     return endpoints, classes, bad
+
+
+# Counted in the raw file with awk and grep, less the truncated line 8899 (a 200).
+HAND_COUNTED_ENDPOINTS = {
+    "/images/web/{id}/banner.png": 516,  # all /images/web/2009/banner.png
+    "/blog/{id}/May/{id}": 6,  # e.g. line 2143: /blog/2007/May/27
+    "/favicon.ico": 807,
+}
+HAND_COUNTED_CLASSES = {"2xx": 9_170, "3xx": 609, "4xx": 217, "5xx": 3}
+
+
+# Request targets and their templates, written by hand.
+TEMPLATES_BY_HAND = {
+    "/blog/2007/May/27?page=3#top": "/blog/{id}/May/{id}",
+    "/u/123e4567-e89b-12d3-a456-426614174000/x": "/u/{uuid}/x",
+    "/f/0123456789abcdefABCDEF/": "/f/{hash}/",
+    "/f/0123456789abcde/2009a": "/f/0123456789abcde/2009a",
+}
+
+
+def test_independent_templating_and_the_pipeline_agree_with_templates_by_hand(spark):
+    paths = spark.createDataFrame([(p,) for p in TEMPLATES_BY_HAND], "path string")
+    rows = paths.select("path", endpoint_template(F.col("path"), (), ()).alias("t")).collect()
+    assert {r["path"]: r["t"] for r in rows} == TEMPLATES_BY_HAND
+    assert {p: path_template(p) for p in TEMPLATES_BY_HAND} == TEMPLATES_BY_HAND
 
 
 @pytest.fixture(scope="module")
@@ -199,6 +254,8 @@ def real_run(spark, tmp_path_factory, real_apache_log):
 def test_real_apache_log_counts_equal_an_independent_count(real_run, real_apache_lines):
     endpoints, classes, bad = independent_counts(real_apache_lines)
     assert bad == [8899]
+    assert {k: endpoints[k] for k in HAND_COUNTED_ENDPOINTS} == HAND_COUNTED_ENDPOINTS
+    assert dict(classes) == HAND_COUNTED_CLASSES
     with sqlite3.connect(real_run.sqlite_path) as db:
         got = dict(db.execute("SELECT endpoint, SUM(requests) FROM endpoint_metrics GROUP BY 1"))
         sums = db.execute(
@@ -210,6 +267,7 @@ def test_real_apache_log_counts_equal_an_independent_count(real_run, real_apache
         ).fetchone()
         latency = db.execute("SELECT COUNT(latency_p95_ms), COUNT(*) FROM endpoint_metrics")
         latency = latency.fetchone()
+    assert {k: got.get(k) for k in HAND_COUNTED_ENDPOINTS} == HAND_COUNTED_ENDPOINTS
     assert got == dict(endpoints)
     assert dict(zip(["2xx", "3xx", "4xx", "5xx"], sums, strict=True)) == dict(classes)
     assert totals == (10_000, 9_999, 1, 0, 0)

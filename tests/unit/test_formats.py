@@ -84,6 +84,23 @@ def test_real_apache_log_matches_all_but_the_truncated_line(real_apache_lines):
     assert bad == [8899]
 
 
+@pytest.mark.parametrize(
+    ("directive", "role", "unit"),
+    [
+        ("%{ms}T", fm.LATENCY_MS, "ms"),
+        ("%{us}T", fm.LATENCY_US, "us"),
+        ("%{s}T", fm.LATENCY_S, "s"),
+    ],
+)
+def test_apache_duration_with_a_unit_is_the_latency(directive, role, unit):
+    # Apache 2.4's %{UNIT}T; header names in braces are case-insensitive, the letter is not.
+    fmt = fm.compile_apache(f'%h %t "%r" %>s %b "%{{User-Agent}}i" {directive}')
+    assert (fmt.latency.roles, fmt.latency.unit) == ((role,), unit)
+    line = '10.0.0.1 [27/Nov/2026:08:00:00 +0000] "GET /a HTTP/1.1" 200 12 "curl/8" 1234'
+    g = groups(fmt, line)
+    assert (g[role], g[fm.USER_AGENT]) == ("1234", "curl/8")
+
+
 def test_alb_and_haproxy_layouts():
     ok, failed = lines("alb.log")
     g = groups(fm.ALB, failed)
@@ -97,6 +114,48 @@ def test_alb_and_haproxy_layouts():
     assert groups(fm.HAPROXY, first)["haproxy_total_ms"] == "109"
     assert groups(fm.HAPROXY, badreq)[fm.REQUEST_LINE] == "<BADREQ>"
     assert groups(fm.HAPROXY, timeout)[fm.STATUS] == "504"
+
+
+def test_time_and_latency_specs_follow_the_format_string():
+    combined = fm.compile_format("nginx", "combined")
+    assert (combined.time.role, combined.time.kind, combined.latency) == (
+        fm.TIME_CLF,
+        "pattern",
+        None,
+    )
+    custom = fm.compile_nginx(NGINX_CUSTOM).latency
+    assert (custom.roles, custom.unit, custom.absent) == (("upstream_latency_s",), "s", None)
+    both = fm.compile_nginx(
+        '$msec [$time_iso8601] "$request" $status $upstream_response_time $request_time'
+    )
+    assert (both.time.role, both.time.kind, both.latency.roles) == (
+        fm.TIME_ISO,
+        "iso",
+        (fm.LATENCY_S,),
+    )
+    seconds = fm.compile_apache('%h %t "%r" %>s %T').latency
+    assert (seconds.roles, seconds.unit) == ((fm.LATENCY_S,), "s")
+    micros = fm.compile_apache('%h %t "%r" %>s %T %D').latency
+    assert (micros.roles, micros.unit) == ((fm.LATENCY_US,), "us")
+
+
+def test_fixed_layouts_read_latency_and_time_from_their_own_fields():
+    """ALB: request + target + response seconds, -1 when no target answered; HAProxy: Ta in
+    ms, -1 when aborted; its time has no offset, so it is read in the configured zone."""
+    ok, failed = lines("alb.log")
+    alb = fm.compile_format("alb", None)
+    assert [groups(alb, ok)[r] for r in alb.latency.roles] == ["0.000", "0.001", "0.000"]
+    assert [groups(alb, failed)[r] for r in alb.latency.roles] == ["-1", "-1", "-1"]
+    assert (alb.latency.unit, alb.latency.absent, alb.time.kind) == ("s", "-1", "iso")
+    haproxy = fm.compile_format("haproxy", None, "Europe/Paris")
+    first = lines("haproxy.log")[0]
+    assert [groups(haproxy, first)[r] for r in haproxy.latency.roles] == ["109"]
+    assert groups(haproxy, first)[haproxy.time.role] == "27/Nov/2026:12:14:14.655"
+    assert (haproxy.latency.unit, haproxy.time.local, haproxy.timezone) == (
+        "ms",
+        True,
+        "Europe/Paris",
+    )
 
 
 @pytest.mark.parametrize(

@@ -3,13 +3,17 @@
 nginx `log_format` strings ($variables) and Apache `LogFormat` strings (%directives) are turned
 into one anchored regex with a capture group per variable, and each variable into a role
 (timestamp, request line, status, latency in some unit, ...). AWS ALB and HAProxy `httplog`
-have fixed layouts. pipeline/parse_access.py turns a CompiledFormat into Spark expressions.
+have fixed layouts. Each CompiledFormat also says which field holds the event time and how to
+read it (TimeSpec), and which fields hold the latency and in what unit (LatencySpec), so that
+pipeline/parse_access.py turns any of them into Spark expressions without knowing the format.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Literal
 
 from apistream.errors import ConfigError
 
@@ -17,14 +21,17 @@ from apistream.errors import ConfigError
 TIME_CLF = "time_clf"  # 17/May/2015:10:05:03 +0000
 TIME_ISO = "time_iso"
 TIME_EPOCH = "time_epoch"  # seconds, e.g. nginx $msec
-TIME_HAPROXY = "time_haproxy"  # 06/Feb/2009:12:14:14.655, no offset
 REQUEST_LINE = "request_line"  # GET /path HTTP/1.1
 METHOD, PATH, STATUS = "method", "path", "status"
 BYTES, BYTES_DASH_ZERO = "bytes", "bytes_dash_zero"  # Apache %b writes '-' for zero
 LATENCY_S, LATENCY_MS, LATENCY_US = "latency_s", "latency_ms", "latency_us"
+UPSTREAM_LATENCY_S = "upstream_latency_s"  # nginx $upstream_response_time
 CLIENT_IP, CLIENT_IP_PORT = "client_ip", "client_ip_port"
 USER_AGENT, REQUEST_ID, API_KEY = "user_agent", "request_id", "api_key"
-LATENCY_PRIORITY = (LATENCY_US, LATENCY_MS, LATENCY_S)
+
+Unit = Literal["s", "ms", "us"]
+MS_PER_UNIT: dict[str, float] = {"s": 1000.0, "ms": 1.0, "us": 0.001}
+CLF_TIME_PATTERN = "dd/MMM/yyyy:HH:mm:ss Z"  # a Spark datetime pattern
 
 PRESETS = {
     "nginx": {
@@ -52,7 +59,7 @@ NGINX_ROLES = {
     "body_bytes_sent": BYTES,
     "bytes_sent": BYTES,
     "request_time": LATENCY_S,
-    "upstream_response_time": "upstream_latency_s",
+    "upstream_response_time": UPSTREAM_LATENCY_S,
     "http_user_agent": USER_AGENT,
     "request_id": REQUEST_ID,
     "http_x_request_id": REQUEST_ID,
@@ -93,16 +100,70 @@ TOKEN = r"(\S+)"  # not possessive: `$a:$b` needs the first token to give back '
 
 
 @dataclass(frozen=True)
+class TimeSpec:
+    """Which captured field holds the event time, and how it is written."""
+
+    role: str
+    kind: Literal["pattern", "iso", "epoch"]  # iso: ISO-8601 (or an epoch number, leniently)
+    pattern: str = ""  # the Spark datetime pattern of kind "pattern"
+    local: bool = False  # no offset in the text: it is in CompiledFormat.timezone
+
+
+@dataclass(frozen=True)
+class LatencySpec:
+    """Which captured fields hold the latency (summed), their unit and their 'absent' value."""
+
+    roles: tuple[str, ...]
+    unit: Unit
+    raw: str  # the field kept as the raw latency text
+    absent: str | None = None  # in any of the fields, it means no latency (e.g. "-1")
+
+
+# A format string's time variables, first one present wins; and its latency ones.
+TIME_SPECS = (
+    TimeSpec(TIME_CLF, "pattern", CLF_TIME_PATTERN),
+    TimeSpec(TIME_ISO, "iso"),
+    TimeSpec(TIME_EPOCH, "epoch"),
+)
+LATENCY_UNITS: tuple[tuple[str, Unit], ...] = (
+    (LATENCY_US, "us"),
+    (LATENCY_MS, "ms"),
+    (LATENCY_S, "s"),
+    (UPSTREAM_LATENCY_S, "s"),
+)
+
+
+@dataclass(frozen=True)
 class CompiledFormat:
-    """An anchored (Java-compatible) regex and, per capture group (1-based), its role."""
+    """An anchored (Java-compatible) regex, per capture group (1-based) its role, where the
+    event time is and where the latency is (None: the format has none)."""
 
     name: str
     regex: str
-    roles: dict[str, int] = field(default_factory=dict)
+    roles: dict[str, int]
+    time: TimeSpec
+    latency: LatencySpec | None = None
     timezone: str = "UTC"
 
     def has(self, role: str) -> bool:
         return role in self.roles
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """How a family of format strings names its variables: each one's role, and the regex of
+    those that write their own delimiters (Apache %t writes the brackets)."""
+
+    name: str
+    roles: Mapping[str, str]
+    patterns: Mapping[str, str] = field(default_factory=dict)
+
+    def role(self, var: str) -> str | None:
+        return self.roles.get(var) or self.roles.get(var.lower())
+
+
+NGINX = Dialect("nginx", NGINX_ROLES)
+APACHE = Dialect("apache", APACHE_ROLES, {"t": rf"\[{BRACKETED}\]"})
 
 
 def _group_pattern(literal_before: str, literal_after: str) -> str:
@@ -113,10 +174,17 @@ def _group_pattern(literal_before: str, literal_after: str) -> str:
     return TOKEN
 
 
-def _compile(
-    name: str, parts: list[tuple[str, str | None]], role_of: dict[str, str]
-) -> CompiledFormat:
+def _latency_spec(roles: Mapping[str, int]) -> LatencySpec | None:
+    """The first latency field the format has, in LATENCY_UNITS order."""
+    for role, unit in LATENCY_UNITS:
+        if role in roles:
+            return LatencySpec(roles=(role,), unit=unit, raw=role)
+    return None
+
+
+def _compile(dialect: Dialect, parts: list[tuple[str, str | None]]) -> CompiledFormat:
     """parts: (literal, variable-or-None) pairs in order."""
+    name = dialect.name
     regex, roles, group = "^", {}, 0
     for i, (literal, var) in enumerate(parts):
         regex += re.escape(literal)
@@ -124,18 +192,24 @@ def _compile(
             continue
         after = parts[i + 1][0] if i + 1 < len(parts) else ""
         group += 1
-        pattern = rf"\[{BRACKETED}\]" if var == "t" and role_of is APACHE_ROLES else None
-        regex += pattern or _group_pattern(literal, after)
-        role = role_of.get(var) or role_of.get(var.lower())
+        regex += dialect.patterns.get(var) or _group_pattern(literal, after)
+        role = dialect.role(var)
         if role and role not in roles:
             roles[role] = group
     if STATUS not in roles:
         raise ConfigError(f"log format {name!r} has no status field ($status or %>s)")
     if not ({REQUEST_LINE, PATH} & roles.keys()):
         raise ConfigError(f"log format {name!r} has no request ($request, %r) or path")
-    if not ({TIME_CLF, TIME_ISO, TIME_EPOCH} & roles.keys()):
+    time = next((t for t in TIME_SPECS if t.role in roles), None)
+    if time is None:
         raise ConfigError(f"log format {name!r} has no time ($time_local, $time_iso8601, %t)")
-    return CompiledFormat(name=name, regex=regex.rstrip() + r"\s*$", roles=roles)
+    return CompiledFormat(
+        name=name,
+        regex=regex.rstrip() + r"\s*$",
+        roles=roles,
+        time=time,
+        latency=_latency_spec(roles),
+    )
 
 
 def compile_nginx(spec: str) -> CompiledFormat:
@@ -147,7 +221,7 @@ def compile_nginx(spec: str) -> CompiledFormat:
         parts.append((spec[pos : m.start()], m.group(1) or m.group(2)))
         pos = m.end()
     parts.append((spec[pos:], None))
-    return _compile("nginx", parts, NGINX_ROLES)
+    return _compile(NGINX, parts)
 
 
 def compile_apache(spec: str) -> CompiledFormat:
@@ -168,12 +242,21 @@ def compile_apache(spec: str) -> CompiledFormat:
         parts.append(
             (
                 spec[pos : m.start()].replace("%%", "%"),
-                directive.lower() if directive.startswith("{") else directive,
+                _braced_lower(directive),
             )
         )
         pos = m.end()
     parts.append((spec[pos:].replace("%%", "%"), None))
-    return _compile("apache", parts, APACHE_ROLES)
+    return _compile(APACHE, parts)
+
+
+def _braced_lower(directive: str) -> str:
+    """'{User-Agent}i' -> '{user-agent}i': header names are case-insensitive, but the letter
+    after the braces is not ('{ms}T' is a duration, '{...}t' a time format)."""
+    if not directive.startswith("{"):
+        return directive
+    inner, _, letter = directive[1:].rpartition("}")
+    return "{" + inner.lower() + "}" + letter
 
 
 # AWS Application Load Balancer access log: the first 18 fields; later ones are ignored so
@@ -196,6 +279,14 @@ ALB = CompiledFormat(
         USER_AGENT: 14,
         REQUEST_ID: 18,
     },
+    time=TimeSpec(TIME_ISO, "iso"),
+    # request + target + response processing time; -1 in any: no response from a target.
+    latency=LatencySpec(
+        roles=("alb_request_s", "alb_target_s", "alb_response_s"),
+        unit="s",
+        raw="alb_target_s",
+        absent="-1",
+    ),
 )
 
 # HAProxy `option httplog`, with or without the syslog prefix; timers TR/Tw/Tc/Tr/Ta in ms.
@@ -208,25 +299,45 @@ HAPROXY = CompiledFormat(
     ),
     roles={
         CLIENT_IP: 1,
-        TIME_HAPROXY: 2,
+        "haproxy_time": 2,
         "haproxy_total_ms": 7,
         STATUS: 8,
         BYTES: 9,
         REQUEST_LINE: 10,
     },
+    # 06/Feb/2009:12:14:14.655, no offset: in the configured timezone.
+    time=TimeSpec("haproxy_time", "pattern", "dd/MMM/yyyy:HH:mm:ss.SSS", local=True),
+    # Ta (Tt before HAProxy 1.9) in ms; -1 means not measured.
+    latency=LatencySpec(
+        roles=("haproxy_total_ms",), unit="ms", raw="haproxy_total_ms", absent="-1"
+    ),
 )
+
+
+# Access-log format name -> its CompiledFormat for a spec (or preset name; nginx and Apache).
+COMPILERS: dict[str, Callable[[str | None], CompiledFormat]] = {
+    "nginx": lambda spec: compile_nginx(spec or "combined"),
+    "apache": lambda spec: compile_apache(spec or "combined"),
+    "alb": lambda spec: ALB,
+    "haproxy": lambda spec: HAPROXY,
+}
+ACCESS_LOG_FORMATS = tuple(COMPILERS)
+# What `apistream ingest` reads unless --format says otherwise.
+DEFAULT_ACCESS_LOG_FORMAT = ACCESS_LOG_FORMATS[0]
+
+
+def is_access_log(fmt: str) -> bool:
+    """Whether `fmt` names an access-log format (compiled here), not a JSON one."""
+    return fmt in COMPILERS
 
 
 def compile_format(fmt: str, spec: str | None, timezone: str = "UTC") -> CompiledFormat:
     """The CompiledFormat for a format name and, for nginx/apache, a spec or preset name."""
-    if fmt == "nginx":
-        compiled = compile_nginx(spec or "combined")
-    elif fmt == "apache":
-        compiled = compile_apache(spec or "combined")
-    elif fmt == "alb":
-        compiled = ALB
-    elif fmt == "haproxy":
-        compiled = HAPROXY
-    else:
+    if not is_access_log(fmt):
         raise ConfigError(f"unknown access-log format {fmt!r}")
-    return CompiledFormat(compiled.name, compiled.regex, compiled.roles, timezone)
+    return replace(COMPILERS[fmt](spec), timezone=timezone)
+
+
+def presets_help() -> str:
+    """The named log_format presets, for --help: 'nginx: combined, combined_rt; ...'."""
+    return "; ".join(f"{fmt}: {', '.join(names)}" for fmt, names in PRESETS.items())

@@ -33,8 +33,8 @@ def to_timestamp_lenient(col: Column) -> Column:
 
 
 def epoch_seconds(number: Column) -> Column:
-    """Epoch seconds (a double, e.g. nginx's $msec) -> timestamp; null, not an overflow error,
-    past year 5138 or before 1970."""
+    """Epoch seconds (a double, e.g. a log's msec time field) -> timestamp; null, not an
+    overflow error, past year 5138 or before 1970."""
     return F.when(number.between(0, 1e11), F.timestamp_micros((number * 1e6).try_cast("long")))
 
 

@@ -3,7 +3,9 @@ Spark expressions compiled once from a CompiledFormat (regexp_extract; no per-li
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Mapping
+from functools import reduce
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -28,38 +30,28 @@ def stable_request_id(line: Column, line_no: Column) -> Column:
 
 
 def _event_time(fmt: fm.CompiledFormat, text: Column) -> Column:
-    if fmt.has(fm.TIME_CLF):
-        return F.try_to_timestamp(text, F.lit("dd/MMM/yyyy:HH:mm:ss Z"))
-    if fmt.has(fm.TIME_HAPROXY):
-        local = F.try_to_timestamp(text, F.lit("dd/MMM/yyyy:HH:mm:ss.SSS"))
-        return F.to_utc_timestamp(local, fmt.timezone)
-    if fmt.has(fm.TIME_EPOCH):
+    """The event time (UTC) from the time field's text, as the format's TimeSpec says."""
+    spec = fmt.time
+    if spec.kind == "epoch":
         return epoch_seconds(text.try_cast("double"))
-    return to_timestamp_lenient(text)
+    if spec.kind == "iso":
+        return to_timestamp_lenient(text)
+    parsed = F.try_to_timestamp(text, F.lit(spec.pattern))
+    return F.to_utc_timestamp(parsed, fmt.timezone) if spec.local else parsed
 
 
 def _latency(fmt: fm.CompiledFormat, field: Callable[[str], Column]) -> tuple[Column, Column]:
-    """(raw latency text, latency in ms) from whichever timing field the format has."""
-    if fmt.has("alb_target_s"):
-        parts = [field(r) for r in ("alb_request_s", "alb_target_s", "alb_response_s")]
-        total = parts[0].try_cast("double") + parts[1].try_cast("double")
-        total = total + parts[2].try_cast("double")
-        ms = F.when(~F.array_contains(F.array(*parts), "-1"), total * 1000)
-        return field("alb_target_s"), ms
-    if fmt.has("haproxy_total_ms"):
-        raw = field("haproxy_total_ms")
-        return raw, F.when(raw != "-1", raw.try_cast("double"))
-    scale = {
-        fm.LATENCY_US: 0.001,
-        fm.LATENCY_MS: 1.0,
-        fm.LATENCY_S: 1000.0,
-        "upstream_latency_s": 1000.0,
-    }
-    for role in (*fm.LATENCY_PRIORITY, "upstream_latency_s"):
-        if fmt.has(role):
-            raw = field(role)
-            return raw, raw.try_cast("double") * scale[role]
-    return F.lit(None).cast("string"), F.lit(None).cast("double")
+    """(raw latency text, latency in ms): the LatencySpec's fields summed and scaled, null
+    when any holds the spec's 'absent' value or the format has no latency."""
+    spec = fmt.latency
+    if spec is None:
+        return F.lit(None).cast("string"), F.lit(None).cast("double")
+    parts = [field(role) for role in spec.roles]
+    total = reduce(operator.add, [p.try_cast("double") for p in parts])
+    ms = total * fm.MS_PER_UNIT[spec.unit]
+    if spec.absent is not None:
+        ms = F.when(~F.array_contains(F.array(*parts), spec.absent), ms)
+    return field(spec.raw), ms
 
 
 def parse_access_lines(fmt: fm.CompiledFormat) -> Callable[[DataFrame], DataFrame]:
@@ -98,9 +90,6 @@ def parse_access_lines(fmt: fm.CompiledFormat) -> Callable[[DataFrame], DataFram
             if fmt.has(fm.CLIENT_IP)
             else absent_to_null(F.regexp_extract(field(fm.CLIENT_IP_PORT), r"^(.*):\d+$", 1))
         )
-        time_role = next(
-            r for r in (fm.TIME_CLF, fm.TIME_ISO, fm.TIME_EPOCH, fm.TIME_HAPROXY) if fmt.has(r)
-        )
         latency_raw, latency_ms = _latency(fmt, field)
         keep = [c for c in lines.columns if c != "value"]
         text = captured.select(
@@ -109,7 +98,7 @@ def parse_access_lines(fmt: fm.CompiledFormat) -> Callable[[DataFrame], DataFram
             F.coalesce(
                 field(fm.REQUEST_ID), stable_request_id(F.col("value"), F.col("line_no"))
             ).alias("request_id"),
-            field(time_role).alias("timestamp"),
+            field(fmt.time.role).alias("timestamp"),
             F.upper(method).alias("method"),
             path.alias("_path"),
             field(fm.STATUS).alias("status"),
@@ -121,7 +110,7 @@ def parse_access_lines(fmt: fm.CompiledFormat) -> Callable[[DataFrame], DataFram
             latency_ms.alias("latency"),
             *keep,
         )
-        # Absolute-form request targets (proxies, ALB) keep only their path.
+        # Absolute-form request targets (proxies, load balancers) keep only their path.
         path = F.col("_path")
         bare = F.coalesce(absent_to_null(F.regexp_replace(path, ABSOLUTE_URL, "")), F.lit("/"))
         return text.select(
@@ -148,7 +137,7 @@ def parse_mapped_json(
 ) -> Callable[[DataFrame], DataFrame]:
     """JSON lines of any shape (Envoy, Traefik, Kong, ...) mapped to the event fields by JSON
     path, e.g. {"path": "$.request.path", "latency_ms": "$.duration"}."""
-    scale = {"ms": 1.0, "s": 1000.0, "us": 0.001}[latency_unit]
+    scale = fm.MS_PER_UNIT[latency_unit]
 
     def transform(lines: DataFrame) -> DataFrame:
         value = F.col("value")
