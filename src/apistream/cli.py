@@ -119,8 +119,8 @@ def top(
     by: o.ByOpt = "p95",
     period: o.PeriodOpt = "window",
     when: o.WhenOpt = None,
-    n: o.CountOpt = 10,
-    min_requests: o.MinRequestsOpt = 20,
+    n: o.CountOpt = None,
+    min_requests: o.MinRequestsOpt = None,
     config: o.ConfigOpt = None,
     output: o.OutputOpt = None,
 ) -> None:
@@ -132,7 +132,9 @@ def top(
     cfg = o.load_options(locals())
     sqlite_store.require(cfg.sqlite_path)
     with sqlite_store.read_only(cfg.sqlite_path) as db:
-        ranked, rows = top_n(db, by, period, when, n, min_requests)
+        n = cfg.report.top_n if n is None else n
+        least = cfg.report.min_ranked_requests if min_requests is None else min_requests
+        ranked, rows = top_n(db, by, period, when, n, least)
     print_top(console, by, f"top {n} by {by}, {period} {ranked}", rows, by.startswith("error"))
 
 
@@ -159,7 +161,7 @@ def batch(
         result = run_batch(spark, cfg, period)
     finally:
         spark.stop()
-    print_batch_summary(console, result)
+    print_batch_summary(console, result, cfg.report.min_ranked_requests)
     result.require_reconciled(period)
 
 

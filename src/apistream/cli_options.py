@@ -117,8 +117,11 @@ PeriodOpt = Annotated[str, _opt(help="window (stream metrics) or day (needs `api
 WhenOpt = Annotated[
     str | None, _opt(help="Window start (ISO) or day (YYYY-MM-DD); default: the latest.")
 ]
-CountOpt = Annotated[int, _opt(help="How many.")]
-MinRequestsOpt = Annotated[int, _opt(help="Leave out rows with fewer requests.")]
+CountOpt = Annotated[int | None, _opt(help="How many.", show_default="report.top_n")]
+MinRequestsOpt = Annotated[
+    int | None,
+    _opt(help="Leave out rows with fewer requests.", show_default="report.min_ranked_requests"),
+]
 FromOpt = Annotated[
     str | None, _opt("--from", help="First day (YYYY-MM-DD) or hour (YYYY-MM-DDTHH), UTC.")
 ]

@@ -19,6 +19,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    create_model,
     field_validator,
     model_validator,
 )
@@ -26,6 +27,7 @@ from pydantic import (
 from apistream.errors import ConfigError
 from apistream.fields import RAW_FIELDS
 from apistream.ingest.formats import ACCESS_LOG_FORMATS, compile_format, is_access_log
+from apistream.reasons import GENERATED
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config" / "config.yaml"
 ENV_PREFIX = "APISTREAM_"
@@ -126,17 +128,7 @@ class Endpoint(_Model):
         return self
 
 
-DEFECT_KINDS = (
-    "malformed_json",
-    "missing_field",
-    "wrong_type",
-    "negative_latency",
-    "absurd_latency",
-    "invalid_status",
-    "invalid_method",
-    "future_timestamp",
-    "stale_timestamp",
-)
+DEFECT_KINDS = GENERATED
 INCIDENT_KINDS = ("latency_spike", "error_burst", "traffic_drop", "traffic_spike")
 
 
@@ -159,18 +151,19 @@ class IncidentPlan(_Model):
     explicit: tuple[Incident, ...] = ()
 
 
-class Defects(_Model):
-    """Share of generated lines turned into each kind of bad record."""
-
-    malformed_json: float = Field(default=0.002, ge=0, le=0.1)
-    missing_field: float = Field(default=0.002, ge=0, le=0.1)
-    wrong_type: float = Field(default=0.002, ge=0, le=0.1)
-    negative_latency: float = Field(default=0.001, ge=0, le=0.1)
-    absurd_latency: float = Field(default=0.001, ge=0, le=0.1)
-    invalid_status: float = Field(default=0.001, ge=0, le=0.1)
-    invalid_method: float = Field(default=0.001, ge=0, le=0.1)
-    future_timestamp: float = Field(default=0.001, ge=0, le=0.1)
-    stale_timestamp: float = Field(default=0.001, ge=0, le=0.1)
+# Share of generated lines turned into each kind of bad record (generator.defects): one rate
+# per reason the generator plants (reasons.GENERATED); malformed JSON, missing fields and
+# wrong types are the commonest in real feeds.
+_DEFAULT_DEFECT_RATE = {"malformed_json": 0.002, "missing_field": 0.002, "wrong_type": 0.002}
+Defects = create_model(
+    "Defects",
+    __base__=_Model,
+    __doc__="Share of generated lines turned into each kind of bad record.",
+    **{
+        kind: (float, Field(default=_DEFAULT_DEFECT_RATE.get(kind, 0.001), ge=0, le=0.1))
+        for kind in GENERATED
+    },
+)
 
 
 class GeneratorConfig(_Model):
@@ -484,7 +477,11 @@ class ReportConfig(_Model):
     """Views shared by the report, the notebook and the dashboard."""
 
     top_n: int = Field(default=10, ge=1)
+    # Endpoints with fewer requests over the whole run are left out of the report's top-N.
     min_requests: int = Field(default=100, ge=0)
+    # An endpoint x method row of one window or day with fewer requests is not ranked
+    # (`apistream top`, the batch summary, the endpoint_rankings view).
+    min_ranked_requests: int = Field(default=20, ge=0)
 
 
 class Webhook(_Model):

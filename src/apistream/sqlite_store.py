@@ -21,7 +21,6 @@ from apistream.anomalies import ANOMALY_SCHEMA
 from apistream.catalog import PIPELINE_QUERY
 from apistream.errors import ApiStreamError
 from apistream.timefmt import iso, now_iso, parse_iso
-from apistream.top import RANKING_VIEW
 from apistream.window_metrics import METRIC_COLUMNS, STATE_COLUMNS
 
 __all__ = ["iso", "parse_iso"]
@@ -138,7 +137,7 @@ def connect(path: str | Path) -> sqlite3.Connection:
     conn = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
-    conn.executescript(SCHEMA + ANOMALY_SCHEMA + RANKING_VIEW)
+    conn.executescript(SCHEMA + ANOMALY_SCHEMA)
     return conn
 
 

@@ -143,14 +143,17 @@ def config_summary(cfg: Config) -> str:
     )
 
 
-def print_batch_summary(console: Console, result: Any, top: int = 5) -> None:
-    """Daily top endpoints, SLO breaches and the reconciliation verdict of `apistream batch`."""
+def print_batch_summary(console: Console, result: Any, min_requests: int, top: int = 5) -> None:
+    """Daily top endpoints (rows of at least `min_requests`), SLO breaches and the
+    reconciliation verdict of `apistream batch`."""
     daily = result.rollups["day"]
     if len(daily):
         table = Table(title="daily: slowest endpoints (exact p95)", title_justify="left")
         for col in ("day", "endpoint", "method", "requests", "p95_ms", "5xx rate"):
             table.add_column(col)
-        ranked = daily[daily.requests >= 20].sort_values("latency_p95_ms", ascending=False)
+        ranked = daily[daily.requests >= min_requests].sort_values(
+            "latency_p95_ms", ascending=False
+        )
         for r in ranked.head(top).itertuples():
             table.add_row(
                 r.period_start[:10],

@@ -15,8 +15,13 @@ RANKINGS = {
     "busiest": "requests",
 }
 
-RANKING_VIEW = """
-CREATE VIEW IF NOT EXISTS endpoint_rankings AS
+
+def ranking_view(min_requests: int) -> str:
+    """The endpoint_rankings view (per-window ranks for SQL users), over the rows with at least
+    `min_requests` requests (report.min_ranked_requests), replacing any earlier one."""
+    return f"""
+DROP VIEW IF EXISTS endpoint_rankings;
+CREATE VIEW endpoint_rankings AS
 SELECT window_start, endpoint, method, requests, latency_p95_ms, latency_p99_ms,
        error_rate_4xx, error_rate_5xx,
        RANK() OVER (PARTITION BY window_start ORDER BY latency_p95_ms DESC) AS rank_p95,
@@ -24,17 +29,17 @@ SELECT window_start, endpoint, method, requests, latency_p95_ms, latency_p99_ms,
        RANK() OVER (PARTITION BY window_start ORDER BY error_rate_4xx DESC) AS rank_4xx,
        RANK() OVER (PARTITION BY window_start ORDER BY error_rate_5xx DESC) AS rank_5xx,
        RANK() OVER (PARTITION BY window_start ORDER BY requests DESC) AS rank_requests
-FROM endpoint_metrics WHERE requests >= 20;
+FROM endpoint_metrics WHERE requests >= {int(min_requests)};
 """
 
 
 def top_n(
     conn: sqlite3.Connection,
     by: str,
-    period: str = "window",
-    when: str | None = None,
-    n: int = 10,
-    min_requests: int = 20,
+    period: str,
+    when: str | None,
+    n: int,
+    min_requests: int,
 ) -> tuple[str | None, list[dict[str, Any]]]:
     """(the window or day ranked, its top n endpoint x method rows by `by`). Rows with fewer
     than min_requests are left out, so an endpoint with two requests never tops a list."""

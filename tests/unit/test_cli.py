@@ -13,6 +13,7 @@ import pytest
 from cli_runner import cli
 
 from apistream import sqlite_store
+from apistream.top import ranking_view
 
 
 @pytest.mark.parametrize("command", ["generate", "stream", "demo", "deploy", "validate-config"])
@@ -194,3 +195,24 @@ def test_top_refuses_an_unknown_ranking(tmp_path):
     assert (
         out.stderr.strip() == "error: --by must be one of p95, p99, error_4xx, error_5xx, busiest"
     )
+
+
+def test_top_reads_its_minimum_from_the_config(tmp_path):
+    _run_with(tmp_path, [], [])
+    env = {"APISTREAM_REPORT__MIN_RANKED_REQUESTS": "10"}
+    out = cli("top", "--by", "error_5xx", "--output", str(tmp_path), env=env)
+    assert table_rows(out.stdout)[0] == ["1", "/c", "POST", "19", "50.00%"]
+
+
+def test_the_rankings_view_ranks_the_rows_over_its_minimum(tmp_path):
+    _run_with(tmp_path, [], [])
+    with closing(sqlite_store.connect(tmp_path / "analytics.db")) as db:
+        db.executescript(ranking_view(25))
+        ranks = db.execute(
+            "SELECT endpoint, rank_p95 FROM endpoint_rankings "
+            "WHERE window_start = '2026-11-30T10:00:00Z' ORDER BY rank_p95"
+        ).fetchall()
+        assert ranks == [("/b", 1), ("/d", 2), ("/a", 3)]  # not /c: 19 requests
+        db.executescript(ranking_view(40))  # replaced: /a, /b and the earlier window's /e
+        names = db.execute("SELECT endpoint FROM endpoint_rankings ORDER BY 1").fetchall()
+        assert names == [("/a",), ("/b",), ("/e",)]

@@ -3,8 +3,9 @@
 from pyspark.sql.types import StringType, StructField, StructType
 
 from apistream.fields import ACCESS_LOG_REQUIRED, RAW_FIELDS, REQUIRED_FIELDS
+from apistream.reasons import REASONS
 
-__all__ = ["ACCESS_LOG_REQUIRED", "RAW_FIELDS", "REQUIRED_FIELDS"]
+__all__ = ["ACCESS_LOG_REQUIRED", "RAW_FIELDS", "REASONS", "REQUIRED_FIELDS"]
 
 CORRUPT_COLUMN = "_corrupt_record"
 
@@ -12,25 +13,6 @@ CORRUPT_COLUMN = "_corrupt_record"
 # rather than a silently nulled value; typing happens in parse.py with try_cast.
 RAW_SCHEMA = StructType(
     [StructField(f, StringType()) for f in RAW_FIELDS] + [StructField(CORRUPT_COLUMN, StringType())]
-)
-
-# One reason per quarantined record: the first rule it breaks, in this order.
-REASONS = (
-    "missing_file",
-    "corrupt_archive",
-    "line_too_long",
-    "invalid_utf8",
-    "blank_line",
-    "malformed_json",
-    "unparseable_line",
-    "missing_field",
-    "wrong_type",
-    "invalid_method",
-    "invalid_status",
-    "negative_latency",
-    "absurd_latency",
-    "future_timestamp",
-    "stale_timestamp",
 )
 
 EVENTS_DDL = (

@@ -37,6 +37,7 @@ from apistream.pipeline.sources import read_lines
 from apistream.preflight import metrics_port_error
 from apistream.prometheus_metrics import MetricsServer, serve_metrics
 from apistream.sink_commit import flush
+from apistream.top import ranking_view
 
 __all__ = ["Paths", "StreamRun", "run_stream"]
 
@@ -98,6 +99,7 @@ def run_stream(
         sqlite_store.save_endpoints(
             conn, [(e.template, e.service, e.team, e.latency_slo_ms) for e in cfg.endpoints]
         )
+        conn.executescript(ranking_view(cfg.report.min_ranked_requests))
     recorder = ProgressRecorder(paths.sqlite, status)
     sink = PipelineSink(spark, cfg, paths, status)
     spec = query_spec(cfg, paths, until_idle)
