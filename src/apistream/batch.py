@@ -169,14 +169,12 @@ def stream_snapshot(sqlite_path: str, period: Period) -> StreamSnapshot:
     """One read transaction over the stream's tables (WAL: a consistent snapshot while the
     stream commits)."""
     with sqlite_store.read_only(sqlite_path) as db:
-        db.execute("BEGIN")
         windows = pd.read_sql(
             f"SELECT window_start, endpoint, method, {', '.join(RECONCILED)} FROM endpoint_metrics",
             db,
         )
         last = db.execute("SELECT COALESCE(MAX(batch_id), -1) FROM sink_commits").fetchone()[0]
         valid = db.execute("SELECT COALESCE(SUM(valid), 0) FROM data_quality").fetchone()[0]
-        db.execute("COMMIT")
     windows = within(windows, "window_start", period)
     return StreamSnapshot(windows, int(last), int(valid))
 

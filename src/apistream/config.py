@@ -690,7 +690,8 @@ def load_config(
     overrides: dict[str, Any] | None = None,
     environ: dict[str, str] | None = None,
 ) -> Config:
-    """Load YAML, apply APISTREAM_* env then dotted-key overrides, validate into a Config."""
+    """Load YAML, apply APISTREAM_* env then dotted-key overrides (a None value is YAML's
+    null: `{"validation.max_age": None}` turns that check off), validate into a Config."""
     environ = dict(os.environ) if environ is None else environ
     path = Path(path or environ.get("APISTREAM_CONFIG") or DEFAULT_CONFIG)
     if not path.is_file():
@@ -704,8 +705,7 @@ def load_config(
     for keys, value in env_overrides(environ, _hash_key_envs(tree, environ, overrides)):
         _set_path(tree, keys, value)
     for dotted, value in (overrides or {}).items():
-        if value is not None:
-            _set_path(tree, dotted.split("."), value)
+        _set_path(tree, dotted.split("."), value)  # None sets null, as in the YAML
     try:
         cfg = Config.model_validate(tree)
     except ValidationError as exc:

@@ -73,16 +73,13 @@ def read_snapshot(path: str | Path) -> Snapshot:
     """One consistent read of the database (an empty snapshot before it exists)."""
     if not Path(path).exists():
         return Snapshot()
-    with sqlite_store.read_only(path) as db:
-        db.execute("BEGIN")  # one snapshot of the WAL for every query below
+    with sqlite_store.read_only(path) as db:  # one snapshot of the WAL for every query
         try:
             return _read(db)
         except sqlite3.OperationalError as exc:  # tables not made yet
             if "no such table" in str(exc):
                 return Snapshot()
             raise
-        finally:
-            db.execute("COMMIT")
 
 
 def _read(db: sqlite3.Connection) -> Snapshot:

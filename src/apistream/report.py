@@ -73,8 +73,6 @@ def _table(df: pd.DataFrame, formats: dict[str, str]) -> str:
 
 
 def _anomaly_section(res: Results) -> str:
-    if res.anomalies is None:
-        return '<p class="note" id="anomalies-none">No anomaly detection results yet.</p>'
     if res.anomalies.empty:
         return '<p class="note" id="anomalies-none">No anomalies detected.</p>'
     cols = [
@@ -180,8 +178,9 @@ def build_html(res: Results, cfg: Config, generated_at: datetime) -> str:
 <h1>APIStream Analytics report</h1>
 <p class="meta">{html.escape(res.source)} · windows {html.escape(span)} ·
 {len(v.summary)} endpoints · generated {generated_at:%Y-%m-%d %H:%M:%S} UTC</p>
-<p class="note">p50/p95/p99 over several windows or methods are request-weighted means of
-the window percentiles; "worst p95" is the highest single window.</p>
+<p class="note">p50/p95/p99 over several windows or methods are the percentiles of all their
+requests, from merged latency histograms (within 0.5%); "worst p95" is the highest single
+window.</p>
 {body}
 </body></html>
 """

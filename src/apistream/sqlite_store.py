@@ -120,15 +120,34 @@ GROUP BY j.key;
 """
 
 
+class ResultsNotFound(ApiStreamError):
+    """There is no analytics database where one was expected."""
+
+
 def require(path: str | Path) -> None:
-    """Raise ApiStreamError unless the analytics database exists (a stream has run)."""
+    """Raise ResultsNotFound naming the path unless the analytics database exists."""
     if not Path(path).is_file():
-        raise ApiStreamError(f"no analytics database at {path}: run the stream first")
+        raise ResultsNotFound(f"no analytics database at {path} (run `apistream stream` first)")
 
 
-def read_only(path: str | Path, timeout: float = 5.0) -> closing[sqlite3.Connection]:
-    """A read-only connection to an existing database, closed at the end of a `with`."""
-    return closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout))
+@contextmanager
+def read_only(path: str | Path, timeout: float = 5.0) -> Iterator[sqlite3.Connection]:
+    """The one way to read the database: a read-only connection holding one read transaction
+    (a consistent snapshot while the stream commits), closed at the end of the `with`.
+
+    In WAL mode a reader never blocks the writer; keep the block short so checkpoints can
+    proceed. Raises ResultsNotFound naming the path when the file does not exist.
+    """
+    require(path)
+    uri = f"{Path(path).resolve().as_uri()}?mode=ro"
+    conn = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None)
+    with closing(conn):
+        conn.execute("PRAGMA query_only = 1")
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            conn.execute("COMMIT")
 
 
 def connect(path: str | Path) -> sqlite3.Connection:

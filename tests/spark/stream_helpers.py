@@ -1,9 +1,11 @@
-"""Helpers of the restart tests: a CLI stream stopped with SIGTERM mid-stream, and the
+"""Helpers of the stream tests: a CLI stream stopped with SIGTERM mid-stream, input held back
+so that a stop or an outage comes mid-stream by construction, the Kafka runs' config, and the
 comparison of a finished run with its manifest or with another run."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -14,6 +16,7 @@ from pathlib import Path
 
 from apistream.catalog import Paths
 from apistream.config import Config, load_config
+from apistream.generator.writer import ChunkSink
 from apistream.lake import read_table
 from apistream.pipeline.topology import run_stream
 
@@ -56,6 +59,54 @@ def sigterm_cli_stream(
     assert proc.returncode == 0, err
     assert "SIGTERM: stopping" in err
     return err
+
+
+def stage_files(staging: Path, incoming: Path, first: int) -> list[Path]:
+    """Move the first `first` generated files (in name order, which is their write order) from
+    `staging` into `incoming`; return the others, held back until `release_files`. A stream
+    started on `incoming` cannot read past them, so a stop lands before the end by
+    construction, not by timing."""
+    files = sorted(staging.glob("events-*.jsonl"))
+    assert len(files) > first, "nothing would be held back"
+    incoming.mkdir(parents=True, exist_ok=True)
+    for f in files[:first]:
+        shutil.move(f, incoming / f.name)
+    return files[first:]
+
+
+def release_files(held: list[Path], incoming: Path) -> None:
+    """Move the held-back files into `incoming` (renames keep their write-order mtimes)."""
+    for f in held:
+        shutil.move(f, incoming / f.name)
+
+
+class HeldBackSink:
+    """A generator sink (a Kafka topic) that forwards the first `first` chunks and keeps the
+    rest until `release()`: the stream cannot read past them, so whatever happens before the
+    release happens mid-stream by construction."""
+
+    def __init__(self, sink: ChunkSink, first: int):
+        self.sink, self.first = sink, first
+        self.partitions: int = sink.partitions
+        self.chunks = 0  # chunks seen
+        self.forwarded = 0  # records sent to the topic
+        self.held: list[tuple[list[str], list[str], list[int]]] = []
+
+    def send(self, lines: list[str], keys: list[str], partitions: list[int]) -> None:
+        """Forward the chunk, or keep it once `first` chunks are out."""
+        self.chunks += 1
+        if self.chunks > self.first:
+            self.held.append((list(lines), list(keys), list(partitions)))
+            return
+        self.sink.send(lines, keys, partitions)
+        self.forwarded += len(lines)
+
+    def release(self) -> None:
+        """Send the held chunks, in order."""
+        for chunk in self.held:
+            self.sink.send(*chunk)
+            self.forwarded += len(chunk[0])
+        self.held = []
 
 
 def assert_matches_manifest(sqlite_path: str, manifest: dict) -> None:
@@ -154,6 +205,26 @@ def cli_stream(cfg: Config, incoming: Path) -> list[str]:
     """`apistream stream --until-idle` over `incoming` into the outputs of `cfg`."""
     return [sys.executable, "-m", "apistream.cli", "stream", "--until-idle",
             "--input", str(incoming), "--output", cfg.sinks.output]  # fmt: skip
+
+
+def kafka_config(root: Path, bootstrap: str, topic: str, **extra: object) -> Config:
+    """The file-source end-to-end test's settings, with the Kafka source on `topic`."""
+    overrides = {
+        "generator.events": 60_000,
+        "generator.events_per_file": 3_000,
+        "generator.rate": 400,
+        "generator.seed": 11,
+        "source.format": "kafka",
+        "source.path": str(root / "incoming"),
+        "source.kafka.bootstrap_servers": bootstrap,
+        "source.kafka.topic": topic,
+        "source.kafka.partitions": 3,
+        "source.kafka.max_offsets_per_trigger": 10_000,
+        "source.kafka.connect_timeout": "10 seconds",
+        "sinks.output": str(root),
+        **extra,
+    }
+    return load_config(environ={}, overrides=overrides)
 
 
 def small_run_config(root: Path, incoming: Path, settings: dict[str, object]) -> Config:

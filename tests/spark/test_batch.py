@@ -21,10 +21,10 @@ from apistream.period import Period
 from apistream.pipeline.topology import Paths, run_stream
 from apistream.top import top_n
 
-# 23:50 the day before yesterday to 00:10 yesterday, UTC (by the test's clock): two date
-# partitions and two hours.
-MIDNIGHT = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-START = MIDNIGHT - timedelta(days=1, minutes=10)
+# 23:50 on 14 March 2026 to 00:10 on the 15th, UTC: two date partitions and two hours. Fixed
+# instants, so the stale-timestamp check (age against the ingest clock) is off for this run.
+MIDNIGHT = datetime(2026, 3, 15, tzinfo=UTC)
+START = MIDNIGHT - timedelta(minutes=10)
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +43,7 @@ def lake(spark, tmp_path_factory):
             "sinks.output": str(root / "out"),
         },
     )
+    cfg = cfg.model_copy(update={"validation": cfg.validation.model_copy(update={"max_age": None})})
     LogGenerator(cfg, cfg.source.path).backfill()
     run_stream(spark, cfg, until_idle=True, stop=threading.Event())
     events = read_table(Paths.of(cfg).events).to_pandas()
@@ -81,8 +82,8 @@ def test_top_n_order_per_day_equals_independent_ranking(lake):
     )
     stats = stats[stats.requests >= 20]
     with sqlite3.connect(cfg.sqlite_path) as db:
-        _, by_p95 = top_n(db, "p95", "day", day, n=5)
-        _, by_5xx = top_n(db, "error_5xx", "day", day, n=3)
+        _, by_p95 = top_n(db, "p95", "day", day, n=5, min_requests=20)
+        _, by_5xx = top_n(db, "error_5xx", "day", day, n=3, min_requests=20)
     want = stats.sort_values(["p95", "requests"], ascending=False).head(5)
     assert [(r["endpoint"], r["method"]) for r in by_p95] == list(
         zip(want.endpoint, want.method, strict=True)
@@ -95,7 +96,7 @@ def test_top_n_order_per_day_equals_independent_ranking(lake):
 def test_top_n_per_window_skips_small_endpoints(lake):
     cfg, _, _ = lake
     with sqlite3.connect(cfg.sqlite_path) as db:
-        window, rows = top_n(db, "p95", "window", n=50, min_requests=40)
+        window, rows = top_n(db, "p95", "window", None, n=50, min_requests=40)
         small = db.execute(
             "SELECT COUNT(*) FROM endpoint_metrics WHERE window_start = ? AND requests < 40",
             (window,),
@@ -127,18 +128,35 @@ def test_from_to_reads_only_partitions_in_range(lake, spark):
     assert read["numFiles"] < len(committed_files(Paths.of(cfg).events))
 
 
-def test_slo_report(lake):
-    _, events, result = lake
-    slo = result.slo.set_index("endpoint")
-    health = events[events.endpoint == "/health"]
-    assert slo.loc["/health", "latency_compliance"] == pytest.approx(
-        float((health.latency_ms <= 50).mean())
-    )
-    assert slo.loc["/health", "availability"] == pytest.approx(float((health.status < 500).mean()))
-    breached = slo[slo.breach.notna()]
-    assert all(
-        (r.latency_compliance < 0.95) or (r.availability < 0.995) for r in breached.itertuples()
-    )
+def test_slo_report_equals_independent_computation(lake):
+    cfg, events, result = lake
+    slo_ms = {e.template: e.latency_slo_ms for e in cfg.endpoints}
+    want = {}
+    for endpoint, g in events.groupby("endpoint"):
+        limit = slo_ms.get(endpoint) or cfg.slo.default_latency_slo_ms
+        timed = g["latency_ms"].dropna()
+        compliance = float((timed <= limit).mean())
+        availability = float((g["status"] < 500).mean())
+        missed = [
+            name
+            for name, miss in (
+                ("latency", compliance < cfg.slo.latency_target),
+                ("availability", availability < cfg.slo.availability_target),
+            )
+            if miss
+        ]
+        want[endpoint] = (compliance, availability, ",".join(missed) or None)
+    got = {
+        r.endpoint: (r.latency_compliance, r.availability, None if pd.isna(r.breach) else r.breach)
+        for r in result.slo.itertuples()
+    }
+    assert got.keys() == want.keys()
+    for endpoint, (compliance, availability, breach) in want.items():
+        assert got[endpoint][:2] == pytest.approx((compliance, availability)), endpoint
+        assert got[endpoint][2] == breach, endpoint
+    # The run has endpoints on both sides of the targets, so both outcomes are checked.
+    breached = {ep for ep, w in want.items() if w[2]}
+    assert breached and breached != set(want)
 
 
 def test_latency_outliers_per_window(lake):
@@ -164,8 +182,9 @@ def test_quality_summary_over_the_period(lake):
     assert q["valid"] == manifest["valid_events"] == len(events)
     assert q["duplicates"] == manifest["duplicates"]
     assert q["late"] == manifest["late_beyond_watermark"]
+    assert manifest["defects"]["stale_timestamp"] == 0  # the check is off for this run
     for kind, n in manifest["defects"].items():
-        assert q[f"quarantined_{kind}"] == n
+        assert q.get(f"quarantined_{kind}", 0) == n, kind
 
 
 def test_an_hour_replaces_its_own_rollups_and_reads_only_committed_batches(lake, spark):

@@ -3,7 +3,7 @@ launching its own executor JVM (scripts/cluster.sh, from the pyspark install), w
 in an `apistream stream --master spark://...` process.
 
 - The Kafka end-to-end run gives the exact counts of the local one (the very assertions of
-  test_end_to_end, imported below and run against this module's `run` fixture).
+  test_end_to_end, e2e_checks.ManifestCounts, run against this module's `run` fixture).
 - Its tasks ran on both workers (the application's event log).
 - A worker killed with SIGKILL mid-stream, with its executor, loses nothing.
 """
@@ -23,29 +23,14 @@ from urllib.parse import urlparse
 from urllib.request import urlopen
 
 import pytest
-from stream_helpers import assert_matches_manifest, cli_env
-from test_end_to_end import (  # the file-source test's assertions, run on the cluster here
-    test_accounting_invariant_equals_injected_counts,
-    test_events_lake_holds_exactly_the_valid_events,
-    test_percentiles_within_one_percent_of_exact,
-    test_quarantine_reasons_equal_injected_defects,
-    test_requests_per_endpoint_status_class_and_method_equal_manifest,
-)
-from test_kafka_end_to_end import kafka_config
+from e2e_checks import ManifestCounts
+from stream_helpers import assert_matches_manifest, cli_env, kafka_config
 
 from apistream.config import load_config
 from apistream.generator.writer import LogGenerator
 from apistream.kafka_io import KafkaChunkSink
 
-pytestmark = pytest.mark.spark
-
-__all__ = [
-    "test_accounting_invariant_equals_injected_counts",
-    "test_events_lake_holds_exactly_the_valid_events",
-    "test_percentiles_within_one_percent_of_exact",
-    "test_quarantine_reasons_equal_injected_defects",
-    "test_requests_per_endpoint_status_class_and_method_equal_manifest",
-]
+pytestmark = [pytest.mark.spark, pytest.mark.kafka]
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -138,6 +123,10 @@ def run(cluster, kafka_broker, tmp_path_factory):
     db = sqlite3.connect(cfg.sqlite_path)
     yield cfg, manifest, db
     db.close()
+
+
+class TestClusterRun(ManifestCounts):
+    """The cluster's Kafka run against its manifest (the assertions of e2e_checks)."""
 
 
 def test_the_cluster_run_matches_the_manifest(run):

@@ -1,6 +1,6 @@
 """Generator -> a real Kafka topic of 3 partitions -> the pipeline with the Kafka source, checked
-with the very assertions of the file-source end-to-end test (imported below, so they run here
-against this module's `run` fixture)."""
+with the very assertions of the file-source end-to-end test (e2e_checks, run here against this
+module's `run` fixture)."""
 
 from __future__ import annotations
 
@@ -9,55 +9,17 @@ import threading
 from pathlib import Path
 
 import pytest
-from test_end_to_end import (  # the file-source test's assertions, run against Kafka here
-    test_accounting_invariant_equals_injected_counts,
-    test_all_windows_final_and_final_parquet_matches_sqlite,
-    test_events_lake_holds_exactly_the_valid_events,
-    test_one_query_reads_every_line_once_and_commits_each_batch,
-    test_percentiles_within_one_percent_of_exact,
-    test_quarantine_reasons_equal_injected_defects,
-    test_requests_per_endpoint_status_class_and_method_equal_manifest,
-    test_rerun_on_finished_checkpoint_changes_nothing,
-    test_throughput_adds_up,
-)
+from e2e_checks import StreamRunChecks
+from stream_helpers import kafka_config
 
-from apistream.config import Config, load_config
+from apistream.config import KAFKA_CONNECTOR, load_config
 from apistream.generator.writer import LogGenerator
 from apistream.kafka_io import KafkaChunkSink, partition_for
 from apistream.lake import read_table
 from apistream.pipeline.topology import Paths, run_stream
+from apistream.spark_stack import pyspark_version
 
-__all__ = [
-    "test_accounting_invariant_equals_injected_counts",
-    "test_all_windows_final_and_final_parquet_matches_sqlite",
-    "test_events_lake_holds_exactly_the_valid_events",
-    "test_one_query_reads_every_line_once_and_commits_each_batch",
-    "test_percentiles_within_one_percent_of_exact",
-    "test_quarantine_reasons_equal_injected_defects",
-    "test_requests_per_endpoint_status_class_and_method_equal_manifest",
-    "test_rerun_on_finished_checkpoint_changes_nothing",
-    "test_throughput_adds_up",
-]
-
-
-def kafka_config(root: Path, bootstrap: str, topic: str, **extra: object) -> Config:
-    """The file-source test's settings, with the Kafka source on `topic`."""
-    overrides = {
-        "generator.events": 60_000,
-        "generator.events_per_file": 3_000,
-        "generator.rate": 400,
-        "generator.seed": 11,
-        "source.format": "kafka",
-        "source.path": str(root / "incoming"),
-        "source.kafka.bootstrap_servers": bootstrap,
-        "source.kafka.topic": topic,
-        "source.kafka.partitions": 3,
-        "source.kafka.max_offsets_per_trigger": 10_000,
-        "source.kafka.connect_timeout": "10 seconds",
-        "sinks.output": str(root),
-        **extra,
-    }
-    return load_config(environ={}, overrides=overrides)
+pytestmark = pytest.mark.kafka
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +31,17 @@ def run(spark, kafka_broker, tmp_path_factory):
     db = sqlite3.connect(cfg.sqlite_path)
     yield cfg, manifest, db
     db.close()
+
+
+class TestKafkaSourceRun(StreamRunChecks):
+    """The Kafka run against its manifest (the assertions of e2e_checks)."""
+
+
+def test_the_session_loads_the_kafka_connector_of_its_spark(spark):
+    """A Kafka test is selected, so the session has the connector (one Spark stack: the
+    session's start-up check would have refused a connector of another Spark)."""
+    assert spark.conf.get("spark.jars.packages") == KAFKA_CONNECTOR
+    assert KAFKA_CONNECTOR.endswith(f":{pyspark_version()}")
 
 
 def test_topic_has_three_partitions_keyed_by_endpoint(run):

@@ -173,3 +173,8 @@ def test_quarantined_lines_are_dropped_when_callers_are_anonymized_unless_kept(o
 def test_an_unknown_quarantine_raw_choice_names_the_key():
     with pytest.raises(ConfigError, match=r"enrichment\.quarantine_raw"):
         load_config(environ={}, overrides={"enrichment.quarantine_raw": "mask"})
+
+
+def test_a_none_override_is_null_as_in_the_yaml():
+    assert load_config().validation.max_age == 30 * 86400.0
+    assert load_config(overrides={"validation.max_age": None}).validation.max_age is None

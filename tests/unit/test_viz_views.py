@@ -119,7 +119,7 @@ def test_quality_account_and_reasons_add_up_over_batches():
 
 
 def test_anomalies_are_placed_on_the_chart_of_their_metric():
-    assert views.anomaly_markers(None).empty
+    assert views.anomaly_markers(pd.DataFrame()).empty
     anomalies = pd.DataFrame(
         {
             "window_start": ["2026-01-01T00:00:00Z"] * 3,

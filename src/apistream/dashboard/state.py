@@ -17,8 +17,9 @@ from typing import Any
 from apistream.accounting import balances
 from apistream.catalog import PIPELINE_QUERY
 from apistream.range_percentiles import range_quantiles
+from apistream.sqlite_store import ResultsNotFound, read_only
 from apistream.timefmt import parse_iso
-from apistream.viz.load import ANOMALIES, ResultsNotFound, has_table, read_only
+from apistream.viz.load import has_table
 
 RECENT = """
 SELECT * FROM endpoint_metrics
@@ -145,9 +146,7 @@ def _quality(conn: sqlite3.Connection) -> dict[str, Any]:
     return totals
 
 
-def _anomalies(conn: sqlite3.Connection, limit: int = 50) -> list[dict[str, Any]] | None:
-    if not has_table(conn, ANOMALIES):
-        return None
+def _anomalies(conn: sqlite3.Connection, limit: int = 50) -> list[dict[str, Any]]:
     return _rows(
         conn,
         "SELECT * FROM anomalies ORDER BY window_start DESC, z_score DESC LIMIT ?",

@@ -81,10 +81,6 @@ function renderCharts(s) {
 
 function renderAnomalies(rows) {
   const box = document.getElementById("anomalies");
-  if (rows === null || rows === undefined) {
-    box.innerHTML = '<p class="note">No anomaly detection results yet.</p>';
-    return;
-  }
   if (rows.length === 0) {
     box.innerHTML = '<p class="note">No anomalies detected.</p>';
     return;

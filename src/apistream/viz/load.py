@@ -4,15 +4,13 @@ the streaming writer) and the Parquet lake through `apistream.lake`."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
-from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from apistream.errors import ApiStreamError
 from apistream.lake import read_table
+from apistream.sqlite_store import read_only
 
 ANOMALIES = "anomalies"
 ANOMALY_COLUMNS = [
@@ -30,39 +28,13 @@ ANOMALY_COLUMNS = [
 ]
 
 
-class ResultsNotFound(ApiStreamError):
-    """There is no analytics database where one was expected."""
-
-
 def sqlite_path(output: str | Path, sqlite_file: str = "analytics.db") -> Path:
     """The SQLite database of a run whose root is `output`."""
     return Path(output) / sqlite_file
 
 
-@contextmanager
-def read_only(path: str | Path, timeout_s: float = 2.0) -> Iterator[sqlite3.Connection]:
-    """A read-only connection holding one read transaction (a consistent snapshot).
-
-    In WAL mode a reader never blocks the writer; keep the block short so checkpoints can
-    proceed. Raises ResultsNotFound naming the path when the file does not exist.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ResultsNotFound(f"no analytics database at {path} (run `apistream stream` first)")
-    conn = sqlite3.connect(
-        f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=timeout_s, isolation_level=None
-    )
-    with closing(conn):
-        conn.execute("PRAGMA query_only = 1")
-        conn.execute("BEGIN")
-        try:
-            yield conn
-        finally:
-            conn.execute("COMMIT")
-
-
 def has_table(conn: sqlite3.Connection, name: str) -> bool:
-    """Whether a table or view exists (the anomalies table arrives with issue 3)."""
+    """Whether a table or view exists."""
     row = conn.execute(
         "SELECT 1 FROM sqlite_master WHERE type IN ('table', 'view') AND name = ?", (name,)
     ).fetchone()
@@ -82,7 +54,7 @@ class Results:
     quality: pd.DataFrame
     reasons: pd.DataFrame
     endpoints: pd.DataFrame
-    anomalies: pd.DataFrame | None
+    anomalies: pd.DataFrame
     source: str
 
     @property
@@ -91,13 +63,8 @@ class Results:
 
 
 def load_results(path: str | Path) -> Results:
-    """Every table of the SQLite database at `path`; `anomalies` is None until it exists."""
+    """Every table of the SQLite database at `path`."""
     with read_only(path) as conn:
-        anomalies = (
-            pd.read_sql("SELECT * FROM anomalies ORDER BY window_start, endpoint", conn)
-            if has_table(conn, ANOMALIES)
-            else None
-        )
         return Results(
             metrics=_frame(
                 conn,
@@ -114,7 +81,9 @@ def load_results(path: str | Path) -> Results:
                 "SELECT reason, records FROM quarantine_reasons ORDER BY records DESC, reason",
             ),
             endpoints=_frame(conn, "endpoints", "SELECT * FROM endpoints ORDER BY endpoint"),
-            anomalies=anomalies,
+            anomalies=_frame(
+                conn, ANOMALIES, "SELECT * FROM anomalies ORDER BY window_start, endpoint"
+            ),
             source=str(path),
         )
 

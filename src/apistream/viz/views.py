@@ -104,9 +104,9 @@ def quarantine_by_reason(quality: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(["records", "reason"], ascending=[False, True]).reset_index(drop=True)
 
 
-def anomaly_markers(anomalies: pd.DataFrame | None) -> pd.DataFrame:
+def anomaly_markers(anomalies: pd.DataFrame) -> pd.DataFrame:
     """Anomalies with a `chart` column saying where each is marked: latency, errors, traffic."""
-    if anomalies is None or anomalies.empty:
+    if anomalies.empty:
         return pd.DataFrame(columns=["window_start", "endpoint", "metric", "observed", "chart"])
     out = anomalies.copy()
     metric = out["metric"].astype(str).str.lower()
