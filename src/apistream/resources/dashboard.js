@@ -81,6 +81,10 @@ function renderCharts(s) {
 
 function renderAnomalies(rows) {
   const box = document.getElementById("anomalies");
+  if (rows === undefined) {  // no database (yet): nothing to say
+    box.innerHTML = "";
+    return;
+  }
   if (rows.length === 0) {
     box.innerHTML = '<p class="note">No anomalies detected.</p>';
     return;
