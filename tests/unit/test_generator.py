@@ -5,17 +5,14 @@ from __future__ import annotations
 
 import itertools
 import json
-import re
 from collections import Counter
-from datetime import datetime
 from pathlib import Path
 
 import pytest
+from generator_truth import NOW_MS, classify, epoch_ms, template_of
 
 from apistream.config import DEFECT_KINDS, load_config
 from apistream.generator.writer import LogGenerator
-
-NOW_MS = 1_790_000_000_000  # fixed clock: 2026-09-21
 
 
 def make_cfg(tmp: Path, **extra):
@@ -29,50 +26,6 @@ def make_cfg(tmp: Path, **extra):
     }
     overrides.update(extra)
     return load_config(overrides=overrides, environ={})
-
-
-def epoch_ms(text: str) -> int:
-    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
-
-
-def classify(line: str, cfg, now_ms: int) -> str | None:
-    """Reference validation in plain Python: the defect kind of a line, or None if valid."""
-    try:
-        rec = json.loads(line)
-    except ValueError:
-        return "malformed_json"
-    required = ("request_id", "timestamp", "method", "path", "status", "latency_ms")
-    if any(rec.get(f) in (None, "") for f in required):
-        return "missing_field"
-    if not isinstance(rec["status"], int) or not isinstance(rec["latency_ms"], int | float):
-        return "wrong_type"
-    if not isinstance(rec.get("bytes_sent"), int):
-        return "wrong_type"
-    if not re.match(r"^\d{4}-\d\d-\d\dT", rec["timestamp"]):
-        return "wrong_type"
-    v = cfg.validation
-    if rec["method"] not in v.methods:
-        return "invalid_method"
-    if not v.status_min <= rec["status"] <= v.status_max:
-        return "invalid_status"
-    if rec["latency_ms"] < 0:
-        return "negative_latency"
-    if rec["latency_ms"] > v.max_latency_ms:
-        return "absurd_latency"
-    ts = epoch_ms(rec["timestamp"])
-    if ts > now_ms + v.max_future * 1000:
-        return "future_timestamp"
-    if ts < now_ms - v.max_age * 1000:
-        return "stale_timestamp"
-    return None
-
-
-def template_of(path: str, cfg) -> str:
-    for e in cfg.endpoints:
-        regex = "^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(e.template)) + "$"
-        if re.match(regex, path):
-            return e.template
-    raise AssertionError(path)
 
 
 def replay(directory: Path, cfg, now_ms: int) -> dict:

@@ -8,7 +8,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from test_generator import NOW_MS, classify, epoch_ms, template_of
+from generator_truth import NOW_MS, classify, epoch_ms, template_of
 
 from apistream.config import DEFECT_KINDS, load_config
 from apistream.fields import RAW_FIELDS

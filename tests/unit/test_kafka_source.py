@@ -12,7 +12,7 @@ import time
 from collections import Counter
 
 import pytest
-from test_generator import NOW_MS, classify, epoch_ms, template_of
+from generator_truth import NOW_MS, classify, epoch_ms, template_of
 
 from apistream.config import load_config, resolve_secrets
 from apistream.errors import ConfigError
