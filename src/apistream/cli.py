@@ -130,7 +130,6 @@ def top(
     from apistream.top import top_n
 
     cfg = o.load_options(locals())
-    sqlite_store.require(cfg.sqlite_path)
     with sqlite_store.read_only(cfg.sqlite_path) as db:
         n = cfg.report.top_n if n is None else n
         least = cfg.report.min_ranked_requests if min_requests is None else min_requests

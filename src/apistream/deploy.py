@@ -116,7 +116,7 @@ def job(cfg: Config, target: str, until_idle: bool = False) -> Job:
         "spark.dynamicAllocation.enabled": "false",
     }
     idle = ("--until-idle",) if until_idle else ()
-    if cfg.source.format == "kafka":
+    if cfg.source.format == "kafka" and target != "databricks":  # its runtime has its own
         check_packages({"source.kafka.connector": cfg.source.kafka.connector})
     return Job(
         base=base.rstrip("/"),

@@ -69,7 +69,6 @@ def read_incidents(input_dir: str | Path) -> list[dict[str, Any]] | None:
 
 def read_alerts(sqlite_path: str | Path) -> list[dict[str, Any]]:
     """Every anomaly in the analytics database, in window, endpoint and metric order."""
-    sqlite_store.require(sqlite_path)
     try:
         with sqlite_store.read_only(sqlite_path) as db:
             db.row_factory = sqlite3.Row

@@ -71,7 +71,7 @@ class Snapshot:
 
 def read_snapshot(path: str | Path) -> Snapshot:
     """One consistent read of the database (an empty snapshot before it exists)."""
-    if not Path(path).exists():
+    if not Path(path).is_file():
         return Snapshot()
     with sqlite_store.read_only(path) as db:  # one snapshot of the WAL for every query
         try:

@@ -16,6 +16,13 @@ from pathlib import Path
 from apistream.errors import ApiStreamError, ConfigError
 
 _COORDINATE = re.compile(r"^(?P<group>[\w.-]+):(?P<artifact>[\w.-]+):(?P<version>[\w.+-]+)$")
+_RELEASE = re.compile(r"^\d+\.\d+\.\d+")
+
+
+def release(version: str) -> str:
+    """The major.minor.patch of a version: a vendor's build ('3.5.0-amzn-0') is its release."""
+    match = _RELEASE.match(version)
+    return match[0] if match else version
 
 
 def pyspark_version() -> str | None:
@@ -59,7 +66,9 @@ def package_problem(
     match = _COORDINATE.match(coordinate.strip())
     if match is None:
         return f"{coordinate!r} is not Maven coordinates group:artifact:version"
-    group, artifact, got = match["group"], match["artifact"], match["version"]
+    group, artifact, got = match["group"], match["artifact"], release(match["version"])
+    spark = release(spark)
+    hadoop = None if hadoop is None else release(hadoop)
     if group == "org.apache.spark":
         name, _, suffix = artifact.rpartition("_")
         scala = scala or suffix
@@ -90,7 +99,7 @@ def check_runtime(jvm: tuple[str, str, str], python_spark: str | None, packages:
     run pyspark `python_spark` (spark-submit from another SPARK_HOME), or a package it loaded
     (`packages`: spark.jars.packages) does not fit them."""
     jvm_spark, jvm_scala, jvm_hadoop = jvm
-    if python_spark is not None and jvm_spark != python_spark:
+    if python_spark is not None and release(jvm_spark) != release(python_spark):
         raise ApiStreamError(
             f"Spark's JVM is {jvm_spark} but pyspark is {python_spark}: install "
             f"pyspark=={jvm_spark}, or run from a Spark {python_spark} (SPARK_HOME)"

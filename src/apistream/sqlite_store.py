@@ -147,7 +147,8 @@ def read_only(path: str | Path, timeout: float = 5.0) -> Iterator[sqlite3.Connec
         try:
             yield conn
         finally:
-            conn.execute("COMMIT")
+            if conn.in_transaction:  # pandas rolls back on its own errors: keep theirs
+                conn.execute("COMMIT")
 
 
 def connect(path: str | Path) -> sqlite3.Connection:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from datetime import datetime
 
+import pandas as pd
 import pytest
 
 from apistream import sqlite_store
@@ -91,3 +92,13 @@ def test_headline_table_and_series(tmp_path):
     assert dashboard_state(tmp_path / "analytics.db", 300, 1)["series"]["windows"] == [
         "2026-01-01T00:09:00Z"
     ]
+
+
+def test_a_failed_read_keeps_its_own_error(tmp_path):
+    # pandas rolls the snapshot back on its own error; the opener must not hide it.
+    sqlite_store.connect(tmp_path / "analytics.db").close()
+    with (
+        pytest.raises(pd.errors.DatabaseError, match="no such table: nope"),
+        sqlite_store.read_only(tmp_path / "analytics.db") as db,
+    ):
+        pd.read_sql("SELECT * FROM nope", db)

@@ -120,3 +120,11 @@ def test_stream_refuses_a_mismatched_connector_before_anything_starts(tmp_path):
     )
     assert "starting Spark" not in out.stdout
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_a_vendor_build_is_its_release():
+    # EMR-style versions: the JVM says 4.2.0-amzn-0 and Hadoop 3.5.0-amzn-1.
+    vendor = ("4.2.0-amzn-0", "2.13.16", "3.5.0-amzn-1")
+    check_runtime(vendor, "4.2.0", f"{KAFKA_CONNECTOR},org.apache.hadoop:hadoop-aws:3.5.0")
+    with pytest.raises(ApiStreamError, match=r"is not Spark 4\.2\.0 for Scala 2\.13"):
+        check_runtime(vendor, None, "org.apache.spark:spark-sql-kafka-0-10_2.13:4.1.1")

@@ -159,7 +159,7 @@ def dashboard_state(path: str | Path, recent_s: float, history_windows: int) -> 
     now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     base: dict[str, Any] = {"path": str(path), "read_at": now}
     try:
-        with read_only(path) as conn:
+        with read_only(path, timeout=2.0) as conn:  # a poll waits at most 2 s for a lock
             if not has_table(conn, "endpoint_metrics"):
                 return {**base, "status": "waiting", "message": "waiting for data"}
             batches = conn.execute(

@@ -13,19 +13,6 @@ from apistream.lake import read_table
 from apistream.sqlite_store import read_only
 
 ANOMALIES = "anomalies"
-ANOMALY_COLUMNS = [
-    "endpoint",
-    "method",
-    "window_start",
-    "window_end",
-    "metric",
-    "observed",
-    "baseline_mean",
-    "baseline_std",
-    "z_score",
-    "severity",
-    "detected_at",
-]
 
 
 def sqlite_path(output: str | Path, sqlite_file: str = "analytics.db") -> Path:
