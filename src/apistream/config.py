@@ -27,7 +27,7 @@ from pydantic import (
 from apistream.errors import ConfigError
 from apistream.fields import RAW_FIELDS
 from apistream.ingest.formats import ACCESS_LOG_FORMATS, compile_format, is_access_log
-from apistream.reasons import GENERATED
+from apistream.reasons import DEFECT_KINDS
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config" / "config.yaml"
 ENV_PREFIX = "APISTREAM_"
@@ -128,7 +128,6 @@ class Endpoint(_Model):
         return self
 
 
-DEFECT_KINDS = GENERATED
 INCIDENT_KINDS = ("latency_spike", "error_burst", "traffic_drop", "traffic_spike")
 
 
@@ -152,7 +151,7 @@ class IncidentPlan(_Model):
 
 
 # Share of generated lines turned into each kind of bad record (generator.defects): one rate
-# per reason the generator plants (reasons.GENERATED); malformed JSON, missing fields and
+# per reason the generator plants (reasons.DEFECT_KINDS); malformed JSON, missing fields and
 # wrong types are the commonest in real feeds.
 _DEFAULT_DEFECT_RATE = {"malformed_json": 0.002, "missing_field": 0.002, "wrong_type": 0.002}
 Defects = create_model(
@@ -161,7 +160,7 @@ Defects = create_model(
     __doc__="Share of generated lines turned into each kind of bad record.",
     **{
         kind: (float, Field(default=_DEFAULT_DEFECT_RATE.get(kind, 0.001), ge=0, le=0.1))
-        for kind in GENERATED
+        for kind in DEFECT_KINDS
     },
 )
 

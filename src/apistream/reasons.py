@@ -22,7 +22,7 @@ REASONS = (
 
 # The reasons the generator plants (generator.defects has one rate each), in the order its
 # category codes use: changing the order changes every generated file of a seed.
-GENERATED = (
+DEFECT_KINDS = (
     "malformed_json",
     "missing_field",
     "wrong_type",
@@ -33,4 +33,4 @@ GENERATED = (
     "future_timestamp",
     "stale_timestamp",
 )
-assert set(GENERATED) <= set(REASONS), "the generator plants a reason the rules do not know"
+assert set(DEFECT_KINDS) <= set(REASONS), "the generator plants a reason the rules do not know"

@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 
 from apistream.catalog import PIPELINE_QUERY
-from apistream.config import DEFECT_KINDS
 from apistream.lake import read_table
 from apistream.pipeline.topology import Paths, run_stream
+from apistream.reasons import DEFECT_KINDS
 
 
 def scalar(db: sqlite3.Connection, sql: str) -> object:

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from generator_truth import NOW_MS, classify, epoch_ms, template_of
 
-from apistream.config import DEFECT_KINDS, load_config
+from apistream.config import load_config
 from apistream.generator.writer import LogGenerator
+from apistream.reasons import DEFECT_KINDS
 
 
 def make_cfg(tmp: Path, **extra):

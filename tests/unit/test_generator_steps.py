@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from generator_truth import NOW_MS, classify, epoch_ms, template_of
 
-from apistream.config import DEFECT_KINDS, load_config
+from apistream.config import load_config
 from apistream.fields import RAW_FIELDS
 from apistream.generator.categories import (
     LATE_BEYOND,
@@ -31,6 +31,7 @@ from apistream.generator.lateness import (
 )
 from apistream.generator.tally import Tally, count_chunk
 from apistream.generator.traffic import TrafficModel, iso_ms
+from apistream.reasons import DEFECT_KINDS
 
 DEFECT = {k: i for i, k in enumerate(DEFECT_KINDS, start=1)}
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from apistream.config import DEFECT_KINDS, GeneratorConfig, ValidationConfig
+from apistream.config import GeneratorConfig, ValidationConfig
+from apistream.reasons import DEFECT_KINDS
 
 PLAIN = 0  # defect kind DEFECT_KINDS[i] is category i + 1
 LATE_WITHIN = len(DEFECT_KINDS) + 1

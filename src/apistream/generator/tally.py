@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from apistream.config import DEFECT_KINDS
 from apistream.generator.categories import LATE_BEYOND, LATE_WITHIN, PLAIN
 from apistream.generator.duplicates import Layout
+from apistream.reasons import DEFECT_KINDS
 
 
 @dataclass(frozen=True)

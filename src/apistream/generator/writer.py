@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import numpy as np
 import polars as pl
 
-from apistream.config import DEFECT_KINDS, Config
+from apistream.config import Config
 from apistream.generator.categories import category_bounds, choose_categories
 from apistream.generator.chunk import Chunk, encode_lines
 from apistream.generator.defects import corrupt_lines
@@ -37,6 +37,7 @@ from apistream.generator.lateness import (
 )
 from apistream.generator.tally import Tally, count_chunk
 from apistream.generator.traffic import TrafficModel, iso_ms, plan_incidents, rate_at, span_s
+from apistream.reasons import DEFECT_KINDS
 
 MANIFEST = "manifest.json"
 
