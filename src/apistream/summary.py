@@ -3,35 +3,34 @@ from SQLite), the batch summary, evaluation, top-N and the config check."""
 
 from __future__ import annotations
 
-import sqlite3
-from itertools import groupby
 from typing import Any
 
+import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
 from apistream import sqlite_store
 from apistream.accounting import OUTCOMES, verdict
 from apistream.config import Config
-from apistream.range_percentiles import range_quantiles
+from apistream.viz import views
 
 
 def endpoint_stats(sqlite_path: str, min_requests: int) -> list[dict[str, Any]]:
-    """Per endpoint over the whole run (its window rows in SQLite): requests, p95 latency of
-    all its events (range_percentiles.py, within 0.5%), 5xx rate."""
+    """Per endpoint over the whole run (viz.views.endpoint_summary of its window rows in
+    SQLite): requests, p95 latency of all its events (within 0.5%), 5xx rate."""
     with sqlite_store.read_only(sqlite_path) as db:
-        db.row_factory = sqlite3.Row
-        rows = [dict(r) for r in db.execute("SELECT * FROM endpoint_metrics ORDER BY endpoint")]
-    out = []
-    for endpoint, group in groupby(rows, key=lambda r: r["endpoint"]):
-        windows = list(group)
-        n = sum(r["requests"] for r in windows)
-        if n < min_requests:
-            continue
-        (p95,) = range_quantiles(windows, [0.95])
-        s5 = sum(r["status_5xx"] or 0 for r in windows)
-        out.append({"endpoint": endpoint, "requests": n, "p95_ms": p95, "error_rate_5xx": s5 / n})
-    return out
+        metrics = pd.read_sql("SELECT * FROM endpoint_metrics", db)
+    summary = views.endpoint_summary(metrics)
+    eligible = summary[summary["requests"] >= min_requests]
+    return [
+        {
+            "endpoint": r.endpoint,
+            "requests": int(r.requests),
+            "p95_ms": None if pd.isna(r.latency_p95_ms) else float(r.latency_p95_ms),
+            "error_rate_5xx": float(r.rate_5xx),
+        }
+        for r in eligible.itertuples()
+    ]
 
 
 def print_run_summary(console: Console, cfg: Config, top: int = 5) -> None:
