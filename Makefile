@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup deps demo test test-fast test-airflow test-spark test-kafka lint clean kafka-up kafka-down screenshots bench bench-quick reliability chaos cluster-up cluster-down cluster-demo cluster-bench
+.PHONY: help setup deps demo test test-fast test-airflow test-spark test-kafka lint clean kafka-up kafka-down screenshots bench bench-quick detection-eval reliability chaos cluster-up cluster-down cluster-demo cluster-bench
 
 help:
 	@echo "make demo       generate ~1M events, stream them, print a summary"
@@ -88,6 +88,10 @@ bench: setup deps
 	@scripts/check_java.sh
 	@scripts/check_goaccess.sh --install
 	$(BIN)/apistream bench
+
+detection-eval: setup  ## both anomaly detectors over 10 seeds x 2 simulated days (~15 min)
+	@scripts/check_java.sh
+	$(BIN)/python -m apistream.bench.detection --json output/detection-eval.json
 
 bench-quick: setup deps
 	@scripts/check_java.sh

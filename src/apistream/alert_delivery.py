@@ -33,7 +33,7 @@ MAX_BACKOFF_S = 300.0
 
 
 def anomaly_id(a: Mapping[str, Any]) -> str:
-    """The anomaly's key as one string: endpoint|method|window_start|metric."""
+    """The anomaly's key as one string: detector|endpoint|method|window_start|metric."""
     return "|".join(str(a[k]) for k in sqlite_store.ANOMALY_KEY)
 
 

@@ -103,14 +103,24 @@ def ingest(
 @app.command()
 @reports_errors
 def evaluate(
-    config: o.ConfigOpt = None, input: o.InputOpt = None, output: o.OutputOpt = None
+    config: o.ConfigOpt = None,
+    input: o.InputOpt = None,
+    output: o.OutputOpt = None,
+    as_json: o.EvaluateJsonOpt = False,
 ) -> None:
-    """Precision and recall of the detected anomalies against the generator's incidents."""
-    from apistream.evaluation import evaluate_run
+    """Precision, recall, time to detect and false alarms per day of each anomaly detector
+    (per incident kind) against the generator's incidents."""
+    import json
+
+    from apistream.evaluation import evaluate_detectors, read_run
     from apistream.summary import print_evaluation
 
     cfg = o.load_options(locals())
-    print_evaluation(console, *evaluate_run(cfg.source.path, cfg.sqlite_path))
+    manifest, alerts = read_run(cfg.source.path, cfg.sqlite_path)
+    if as_json:
+        typer.echo(json.dumps(evaluate_detectors(manifest, alerts), indent=2))
+    else:
+        print_evaluation(console, manifest, alerts)
 
 
 @app.command()
@@ -119,22 +129,44 @@ def top(
     by: o.ByOpt = "p95",
     period: o.PeriodOpt = "window",
     when: o.WhenOpt = None,
+    first: o.RangeFromOpt = None,
+    last: o.RangeToOpt = None,
     n: o.CountOpt = None,
     min_requests: o.MinRequestsOpt = None,
+    as_json: o.JsonOpt = False,
     config: o.ConfigOpt = None,
     output: o.OutputOpt = None,
 ) -> None:
-    """Top-N endpoints: slowest by p95/p99, highest 4xx/5xx rates, busiest."""
+    """Top-N endpoints: slowest by p95/p99, highest 4xx/5xx rates, busiest. Endpoint x method
+    rows of one window or day; or, with --from/--to, endpoints (methods merged) over the final
+    windows of the range, percentiles from their merged latency histograms (within 0.5%)."""
+    import json
+
     from apistream import sqlite_store
-    from apistream.summary import print_top
-    from apistream.top import top_n
+    from apistream.errors import UsageError
+    from apistream.summary import print_top, print_top_range
+    from apistream.top import open_windows, range_of, top_n, top_range
 
     cfg = o.load_options(locals())
+    n = cfg.report.top_n if n is None else n
+    least = cfg.report.min_ranked_requests if min_requests is None else min_requests
+    if first is None and last is None:
+        if as_json:
+            raise UsageError("--json needs a range: give --from and --to")
+        with sqlite_store.read_only(cfg.sqlite_path) as db:
+            ranked, rows = top_n(db, by, period, when, n, least)
+        print_top(console, by, f"top {n} by {by}, {period} {ranked}", rows, by.startswith("error"))
+        return
+    span = range_of(first, last, period, when)
     with sqlite_store.read_only(cfg.sqlite_path) as db:
-        n = cfg.report.top_n if n is None else n
-        least = cfg.report.min_ranked_requests if min_requests is None else min_requests
-        ranked, rows = top_n(db, by, period, when, n, least)
-    print_top(console, by, f"top {n} by {by}, {period} {ranked}", rows, by.startswith("error"))
+        rows = top_range(db, by, span, n, least)
+        left_out = open_windows(db, span)
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    print_top_range(console, f"top {n} by {by}, final windows {span}", rows)
+    if left_out:
+        console.print(f"{left_out} window(s) in the range not final yet, left out", highlight=False)
 
 
 @app.command()
@@ -162,6 +194,22 @@ def batch(
         spark.stop()
     print_batch_summary(console, result, cfg.report.min_ranked_requests)
     result.require_reconciled(period)
+
+
+@app.command()
+@reports_errors
+def train(
+    first: o.FromOpt = None,
+    last: o.ToOpt = None,
+    config: o.ConfigOpt = None,
+    output: o.OutputOpt = None,
+) -> None:
+    """Fit the forecast detector (Spark MLlib) on the finalised windows, and save it."""
+    from apistream.period import Period
+    from apistream.run import train_forecast
+
+    cfg = o.load_options(locals())
+    train_forecast(cfg, Period.parse(first, last))
 
 
 @app.command()

@@ -112,12 +112,14 @@ FollowOpt = Annotated[
     bool, _opt("--follow", help="Keep streaming new files that appear in the directory.")
 ]
 TimezoneOpt = Annotated[str | None, _opt(help="Zone of timestamps without an offset.")]
-ByOpt = Annotated[str, _opt(help="p95 | p99 | error_4xx | error_5xx | busiest")]
+ByOpt = Annotated[
+    str, _opt(help="p95 | p99 | error_4xx | error_5xx | busiest; p50 too with --from/--to")
+]
 PeriodOpt = Annotated[str, _opt(help="window (stream metrics) or day (needs `apistream batch`)")]
 WhenOpt = Annotated[
     str | None, _opt(help="Window start (ISO) or day (YYYY-MM-DD); default: the latest.")
 ]
-CountOpt = Annotated[int | None, _opt(help="How many.", show_default="report.top_n")]
+CountOpt = Annotated[int | None, _opt("--n", "-n", help="How many.", show_default="report.top_n")]
 MinRequestsOpt = Annotated[
     int | None,
     _opt(help="Leave out rows with fewer requests.", show_default="report.min_ranked_requests"),
@@ -127,6 +129,30 @@ FromOpt = Annotated[
 ]
 ToOpt = Annotated[
     str | None, _opt("--to", help="Last day or hour, included (default: all of the lake).")
+]
+RangeFromOpt = Annotated[
+    str | None,
+    _opt(
+        "--from",
+        help="With --to: rank endpoints over the final windows from this day (YYYY-MM-DD) "
+        "or hour (YYYY-MM-DDTHH), UTC.",
+    ),
+]
+RangeToOpt = Annotated[
+    str | None,
+    _opt(
+        "--to",
+        help="Last day or hour of the range, included (windows starting before its end; "
+        "--to 2026-11-29T13 ends at 14:00).",
+    ),
+]
+JsonOpt = Annotated[
+    bool,
+    _opt(
+        "--json",
+        help="Print only a JSON list of {endpoint, requests, p50, p95, p99, error_rate_4xx, "
+        "error_rate_5xx} (needs --from/--to).",
+    ),
 ]
 HostOpt = Annotated[str | None, _opt(help="Address to listen on.")]
 PortOpt = Annotated[int | None, _opt(help="Port to listen on.")]
@@ -139,4 +165,7 @@ OutDirOpt = Annotated[
 ]
 JobUntilIdleOpt = Annotated[
     bool, _opt("--until-idle", help="A job that ends once the input is processed.")
+]
+EvaluateJsonOpt = Annotated[
+    bool, _opt("--json", help="Print only the JSON scores per detector (machine-readable).")
 ]

@@ -8,12 +8,14 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 from urllib.parse import urlparse
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -128,17 +130,101 @@ class Endpoint(_Model):
         return self
 
 
-INCIDENT_KINDS = ("latency_spike", "error_burst", "traffic_drop", "traffic_spike")
+# Requests slowed by a slow_dependency incident: p99 rises, p50 hardly moves.
+SLOW_DEPENDENCY_SHARE = 0.03
+
+
+@dataclass(frozen=True)
+class IncidentKind:
+    """A kind of incident the generator plants, and the metric it should move.
+
+    `default_factor` is used by random incidents and by explicit ones without a factor;
+    `duration_s` fixes a random incident's length (else min..max_duration_s); a `by_method`
+    kind hits one method of its endpoint (the incident's `method`).
+    """
+
+    name: str
+    default_factor: float
+    metric: str
+    description: str
+    duration_s: float | None = None
+    by_method: bool = False
+
+
+INCIDENT_KIND_TABLE: dict[str, IncidentKind] = {
+    k.name: k
+    for k in (
+        IncidentKind("latency_spike", 5.0, "latency_p95_ms", "every latency x factor"),
+        IncidentKind("error_burst", 5.0, "error_rate_5xx", "5xx rate min(0.95, 0.08 x factor)"),
+        IncidentKind("traffic_drop", 1 / 0.7, "requests", "requests / factor (default -30%)"),
+        IncidentKind("traffic_spike", 5.0, "requests", "requests x factor"),
+        IncidentKind(
+            "latency_creep",
+            1.5,
+            "latency_p95_ms",
+            "latency x 1 at the start, rising linearly to x factor at the end",
+            duration_s=1800,
+        ),
+        IncidentKind("error_rise", 4.0, "error_rate_5xx", "5xx rate x factor"),
+        IncidentKind(
+            "method_outage",
+            0.9,
+            "error_rate_5xx",
+            "a share min(factor, 1) of one method's requests get a 503",
+            by_method=True,
+        ),
+        IncidentKind(
+            "slow_dependency",
+            6.0,
+            "latency_p99_ms",
+            f"{SLOW_DEPENDENCY_SHARE:.0%} of the requests x factor",
+        ),
+    )
+}
+INCIDENT_KINDS = tuple(INCIDENT_KIND_TABLE)
+
+
+def _known_kind(kind: str) -> str:
+    if kind not in INCIDENT_KIND_TABLE:
+        raise ValueError(f"unknown incident kind {kind!r} (one of {', '.join(INCIDENT_KINDS)})")
+    return kind
+
+
+IncidentKindName = Annotated[str, AfterValidator(_known_kind)]
 
 
 class Incident(_Model):
-    """A span of abnormal behaviour on one endpoint; offsets are seconds from the run's start."""
+    """A span of abnormal behaviour on one endpoint; offsets are seconds from the run's start.
 
-    kind: Literal["latency_spike", "error_burst", "traffic_drop", "traffic_spike"]
+    Without a factor the kind's default applies; `method` names the method a method_outage
+    takes down (and is for that kind only).
+    """
+
+    kind: IncidentKindName
     endpoint: str
     start_offset_s: float = Field(ge=0)
     duration_s: float = Field(gt=0)
-    factor: float = Field(default=5.0, gt=0)
+    factor: float | None = Field(default=None, gt=0)
+    method: str | None = None
+
+    @field_validator("method")
+    @classmethod
+    def _upper(cls, v: str | None) -> str | None:
+        return None if v is None else v.upper()
+
+    @model_validator(mode="after")
+    def _method_for_its_kind(self) -> Incident:
+        by_method = INCIDENT_KIND_TABLE[self.kind].by_method
+        if by_method and self.method is None:
+            raise ValueError(f"a {self.kind} incident needs a method")
+        if not by_method and self.method is not None:
+            raise ValueError(f"method is only for method_outage, not {self.kind}")
+        return self
+
+    @property
+    def resolved_factor(self) -> float:
+        """The factor, or the kind's default."""
+        return INCIDENT_KIND_TABLE[self.kind].default_factor if self.factor is None else self.factor
 
 
 class IncidentPlan(_Model):
@@ -147,6 +233,7 @@ class IncidentPlan(_Model):
     random_count: int = Field(default=3, ge=0)
     min_duration_s: float = Field(default=120, gt=0)
     max_duration_s: float = Field(default=300, gt=0)
+    kinds: tuple[IncidentKindName, ...] = Field(default=INCIDENT_KINDS, min_length=1)
     explicit: tuple[Incident, ...] = ()
 
 
@@ -404,17 +491,31 @@ class LogsConfig(_Model):
         return self
 
 
-class AnomalyConfig(_Model):
-    """Baselines and thresholds of the anomaly detector (see docs/design.md)."""
+class ForecastConfig(_Model):
+    """The MLlib forecast detector (forecast.py): where its model is, how it is fitted."""
 
-    k: float = Field(default=2.0, gt=0)
+    model: str = "models/forecast"
+    k: float = Field(default=5.0, gt=0)
+    trees: int = Field(default=30, ge=1, le=500)
+    depth: int = Field(default=5, ge=1, le=15)
+
+
+class AnomalyConfig(_Model):
+    """Detectors, baselines and thresholds of anomaly detection (see docs/design.md)."""
+
+    detectors: tuple[Literal["ewma", "forecast"], ...] = Field(default=("ewma",), min_length=1)
+    k: float = Field(default=4.5, gt=0)
     baseline_windows: int = Field(default=20, ge=2)
-    min_baseline_windows: int = Field(default=5, ge=1)
+    slow_baseline_windows: int = Field(default=360, ge=2)
+    min_baseline_windows: int = Field(default=10, ge=1)
     min_requests: int = Field(default=20, ge=1)
-    min_latency_increase: float = Field(default=1.0, ge=0)
-    min_error_rate_increase: float = Field(default=0.1, ge=0, le=1)
-    traffic_spike_ratio: float = Field(default=2.0, gt=1)
-    traffic_drop_ratio: float = Field(default=0.5, gt=0, lt=1)
+    min_latency_increase: float = Field(default=0.5, ge=0)
+    latency_drift: float = Field(default=0.25, gt=0)
+    min_error_rate_increase: float = Field(default=0.003, ge=0, le=1)
+    min_error_rate_ratio: float = Field(default=2.0, ge=1)
+    traffic_spike_ratio: float = Field(default=1.5, gt=1)
+    traffic_drop_ratio: float = Field(default=0.8, gt=0, lt=1)
+    forecast: ForecastConfig = ForecastConfig()
 
 
 class SloConfig(_Model):
@@ -613,6 +714,17 @@ class Config(_Model):
         for inc in self.generator.incidents.explicit:
             if inc.endpoint not in templates:
                 raise ValueError(f"generator.incidents.explicit: unknown endpoint {inc.endpoint!r}")
+            methods = self.endpoints[templates.index(inc.endpoint)].methods
+            if inc.method is not None and len(methods) < 2:
+                raise ValueError(
+                    f"generator.incidents.explicit: {inc.kind} needs an endpoint with two or "
+                    f"more methods; {inc.endpoint} has only {', '.join(methods)}"
+                )
+            if inc.method is not None and inc.method not in methods:
+                raise ValueError(
+                    f"generator.incidents.explicit: {inc.endpoint} has no method {inc.method!r}"
+                    f" (its methods: {', '.join(methods)})"
+                )
         for ep in self.endpoints:
             bad = set(ep.methods) - set(self.validation.methods)
             if bad:
@@ -629,6 +741,13 @@ class Config(_Model):
         if PurePosixPath(self.sinks.sqlite_file).is_absolute():
             return self.sinks.sqlite_file
         return self.path(self.sinks.sqlite_file)
+
+    @property
+    def forecast_model_path(self) -> str:
+        """The forecast detector's model: anomaly.forecast.model, under the output root
+        unless absolute (a local directory: the driver loads it)."""
+        model = self.anomaly.forecast.model
+        return model if PurePosixPath(model).is_absolute() else self.path(model)
 
 
 def _set_path(tree: dict[str, Any], dotted: list[str], value: Any) -> None:

@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from apistream.config import Config
 from apistream.console import console, err_console
 from apistream.errors import UsageError
+from apistream.period import Period
 
 SINKS = ("files", "kafka")
 
@@ -144,3 +145,28 @@ def demo(cfg: Config, output: str) -> None:
         f"({events / elapsed:,.0f} events/s)"
     )
     print_run_summary(console, cfg)
+
+
+def train_forecast(cfg: Config, period: Period) -> None:
+    """`apistream train`: fit the forecast detector on the database's finalised windows in
+    `period` and save it at anomaly.forecast.model."""
+    from apistream import forecast, sqlite_store
+    from apistream.session import build_spark
+
+    sqlite_store.require(cfg.sqlite_path)
+    rows = forecast.history(cfg.sqlite_path, period.start_iso, period.end_iso)
+    if not rows:
+        raise UsageError("no finalised windows in that period to train on: stream some first")
+    windows = len({r["window_start"] for r in rows})
+    err_console.print(f"training the forecast detector on {windows:,} windows ...")
+    spark = build_spark(cfg.spark)
+    try:
+        model = forecast.fit(spark, rows, cfg)
+        model.save(cfg.forecast_model_path)
+    finally:
+        spark.stop()
+    console.print(
+        f"forecast model: {len(model.series)} series ({windows:,} windows, "
+        f"{rows[0]['window_start']} .. {rows[-1]['window_end']}) saved at "
+        f"{cfg.forecast_model_path}; use it with anomaly.detectors: [ewma, forecast]"
+    )

@@ -3,8 +3,9 @@
 The sink hands over what the batch produced: its partial window aggregates, its
 data-quality account and its newest event time. Here they are merged into the stored
 windows, the windows the watermark has passed are finalised (written to the lake and
-scored for anomalies), and the batch's `sink_commits` row is written last, all in one
-transaction. A batch id already committed is skipped, so a replay changes nothing.
+scored for anomalies by the configured detectors), and the batch's `sink_commits` row is
+written last, all in one transaction. A batch id already committed is skipped, so a replay
+changes nothing.
 """
 
 from __future__ import annotations
@@ -22,14 +23,19 @@ from apistream.window_metrics import final_threshold, merge_windows, newer
 
 END_OF_TIME = "9999-12-31T23:59:59Z"
 RowsWriter = Callable[[list[dict[str, Any]], str], None]
+# Finalised window rows, the windows whose request counts are partial, detected_at ->
+# anomalies: a detector without state in SQLite (the forecast's model is loaded once).
+Scorer = Callable[[list[dict[str, Any]], frozenset[str], str], list[dict[str, Any]]]
 
 
 @dataclass(frozen=True)
 class LakeWriters:
-    """Where finalised windows and anomalies go (Parquet), each file named by `tag`."""
+    """Where finalised windows and anomalies go (Parquet), each file named by `tag`, and the
+    forecast detector when anomaly.detectors has it."""
 
     final_windows: RowsWriter
     anomalies: RowsWriter
+    forecast: Scorer | None = None
 
 
 @dataclass(frozen=True)
@@ -95,15 +101,18 @@ def finalise(
     for r in final:
         r["is_final"] = 1
     lake.final_windows(final, tag)
-    found, baselines = score_windows(
-        final,
-        store.read_baselines(conn),
-        cfg.anomaly,
-        now_iso(),
-        store.first_window_start(conn),
-        complete_until,
-    )
-    store.write_baselines(conn, baselines, max(r["window_start"] for r in final))
+    detected_at, first = now_iso(), store.first_window_start(conn)
+    found: list[dict[str, Any]] = []
+    if "ewma" in cfg.anomaly.detectors:
+        found, baselines = score_windows(
+            final, store.read_baselines(conn), cfg.anomaly, detected_at, first, complete_until
+        )
+        store.write_baselines(conn, baselines, max(r["window_start"] for r in final))
+    if lake.forecast is not None:
+        partial = {first} | {
+            r["window_start"] for r in final if complete_until and r["window_end"] > complete_until
+        }
+        found += lake.forecast(final, frozenset(partial - {None}), detected_at)
     if found:
         lake.anomalies(found, tag)
         store.write_anomalies(conn, found)

@@ -99,13 +99,14 @@ CREATE TABLE IF NOT EXISTS endpoints (
 );
 CREATE TABLE IF NOT EXISTS alert_deliveries (  -- anomalies sent to webhooks (alert_delivery)
     webhook TEXT NOT NULL,               -- alerts.webhooks[].name
+    detector TEXT NOT NULL DEFAULT 'ewma',
     endpoint TEXT NOT NULL, method TEXT NOT NULL, window_start TEXT NOT NULL,
-    metric TEXT NOT NULL,                -- with the three above: the anomaly's key
+    metric TEXT NOT NULL,                -- with the four above: the anomaly's key
     attempts INTEGER NOT NULL,
     next_attempt_at TEXT,                -- ISO; retries back off
     delivered_at TEXT,                   -- ISO, once the webhook answered 2xx
     last_error TEXT,
-    PRIMARY KEY (webhook, endpoint, method, window_start, metric)
+    PRIMARY KEY (webhook, detector, endpoint, method, window_start, metric)
 );
 CREATE VIEW IF NOT EXISTS data_quality_totals AS
 SELECT COALESCE(SUM(input), 0) AS input, COALESCE(SUM(valid), 0) AS valid,
@@ -158,7 +159,42 @@ def connect(path: str | Path) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.executescript(SCHEMA + ANOMALY_SCHEMA)
+    _migrate(conn)
     return conn
+
+
+def _columns(conn: sqlite3.Connection, table: str) -> list[str]:
+    return [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring a database written before anomalies had a `detector` (and baselines their slow
+    mean and last value) to the current schema; its anomalies are the ewma detector's."""
+    steps = []
+    for table in ("anomalies", "alert_deliveries"):
+        old = _columns(conn, table)
+        if "detector" not in old:
+            cols = ", ".join(old)
+            steps += [
+                f"ALTER TABLE {table} RENAME TO {table}_old;",
+                SCHEMA + ANOMALY_SCHEMA,  # creates the table anew (the rest exists)
+                f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {table}_old;",
+                f"DROP TABLE {table}_old;",
+            ]
+    have = _columns(conn, "anomaly_baselines")
+    steps += [
+        f"ALTER TABLE anomaly_baselines ADD COLUMN {col} REAL;"
+        for col in ("slow_mean", "last_value", "last_expected")
+        if col not in have
+    ]
+    if not steps:
+        return
+    try:  # one script, one transaction (executescript would commit a transaction around it)
+        conn.executescript("\n".join(["BEGIN IMMEDIATE;", *steps, "COMMIT;"]))
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 def save_endpoints(conn: sqlite3.Connection, rows: Iterable[tuple[Any, ...]]) -> None:
@@ -319,20 +355,27 @@ def first_window_start(conn: sqlite3.Connection) -> str | None:
     return conn.execute("SELECT MIN(window_start) FROM endpoint_metrics").fetchone()[0]
 
 
-def read_baselines(conn: sqlite3.Connection) -> dict[tuple[str, str], tuple[int, float, float]]:
-    """(scope, metric) -> (windows, mean, variance) of the anomaly baselines."""
-    rows = conn.execute("SELECT endpoint, metric, windows, mean, var FROM anomaly_baselines")
-    return {(e, m): (n, mean, var) for e, m, n, mean, var in rows}
+BASELINE_COLUMNS = ("windows", "mean", "var", "slow_mean", "last_value", "last_expected")
+
+
+def read_baselines(conn: sqlite3.Connection) -> dict[tuple[str, str], tuple[Any, ...]]:
+    """(scope, metric) -> the anomaly baseline's BASELINE_COLUMNS (anomalies.Baseline)."""
+    rows = conn.execute(
+        f"SELECT endpoint, metric, {', '.join(BASELINE_COLUMNS)} FROM anomaly_baselines"
+    )
+    return {(e, m): tuple(values) for e, m, *values in rows}
 
 
 def write_baselines(
     conn: sqlite3.Connection,
-    baselines: Mapping[tuple[str, str], tuple[int, float, float]],
+    baselines: Mapping[tuple[str, str], tuple[Any, ...]],
     last_window: str,
 ) -> None:
+    cols = ("endpoint", "metric", *BASELINE_COLUMNS, "last_window")
     conn.executemany(
-        "INSERT OR REPLACE INTO anomaly_baselines VALUES (?, ?, ?, ?, ?, ?)",
-        [(e, m, n, mean, var, last_window) for (e, m), (n, mean, var) in baselines.items()],
+        f"INSERT OR REPLACE INTO anomaly_baselines ({', '.join(cols)}) "
+        f"VALUES ({', '.join('?' * len(cols))})",
+        [(e, m, *values, last_window) for (e, m), values in baselines.items()],
     )
 
 
@@ -451,7 +494,7 @@ def read_totals(path: str | Path) -> dict[str, Any]:
     return totals
 
 
-ANOMALY_KEY = ("endpoint", "method", "window_start", "metric")
+ANOMALY_KEY = ("detector", "endpoint", "method", "window_start", "metric")
 
 
 def pending_alerts(
@@ -468,12 +511,13 @@ def pending_alerts(
     try:
         rows = conn.execute(
             "SELECT a.*, COALESCE(d.attempts, 0) AS attempts FROM anomalies a "
-            "LEFT JOIN alert_deliveries d ON d.webhook = ? AND d.endpoint = a.endpoint "
+            "LEFT JOIN alert_deliveries d ON d.webhook = ? AND d.detector = a.detector "
+            "AND d.endpoint = a.endpoint "
             "AND d.method = a.method AND d.window_start = a.window_start AND d.metric = a.metric "
             f"WHERE a.severity IN ({','.join('?' * len(severities))}) "
             "AND d.delivered_at IS NULL AND COALESCE(d.attempts, 0) < ? "
             "AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= ?) "
-            "ORDER BY a.window_start, a.endpoint, a.method, a.metric LIMIT ?",
+            "ORDER BY a.window_start, a.endpoint, a.method, a.metric, a.detector LIMIT ?",
             (webhook, *severities, max_attempts, now, limit),
         ).fetchall()
     finally:
@@ -493,7 +537,7 @@ def record_attempt(
     """The outcome of one delivery attempt of an anomaly to a webhook."""
     with conn:
         conn.execute(
-            "INSERT OR REPLACE INTO alert_deliveries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO alert_deliveries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (webhook, *(anomaly[k] for k in ANOMALY_KEY), attempts, next_attempt_at,
              delivered_at, error),
         )  # fmt: skip

@@ -98,21 +98,78 @@ def _print_anomalies(console: Console, sqlite_path: str, input_dir: str, top: in
         )
 
 
-def print_evaluation(console: Console, incidents: list[dict[str, Any]], result: Any) -> None:
-    """`apistream evaluate`: each incident and whether it was found, then precision/recall."""
-    table = Table(title="incidents", title_justify="left")
-    for col in ("kind", "endpoint", "start", "end", "found"):
-        table.add_column(col)
-    missed = {(i["endpoint"], i["start"]) for i in result.missed}
-    for i in incidents:
-        found = (i["endpoint"], i["start"][:19] + "Z") not in missed
-        table.add_row(i["kind"], i["endpoint"], i["start"], i["end"], "yes" if found else "NO")
-    console.print(table)
-    console.print(
-        f"alerts {result.alerts} (true {result.true_alerts}), incidents "
-        f"{result.incidents} (found {result.found})"
+def _num(value: float | None, fmt: str = "{:.3f}") -> str:
+    """A score, or "n/a" when it is undefined (None)."""
+    return "n/a" if value is None else fmt.format(value)
+
+
+def print_evaluation(
+    console: Console, manifest: dict[str, Any], alerts: list[dict[str, Any]]
+) -> None:
+    """`apistream evaluate`: per detector a table of recall and median time to detect per
+    incident kind (precision only overall, see evaluation.kind_scores) and its false alarms
+    per day; then each incident, the detectors that found it and when."""
+    from apistream.evaluation import detector_evaluations, report, simulated_days
+
+    evaluations = detector_evaluations(manifest, alerts)
+    scores = report(evaluations, simulated_days(manifest))["detectors"]
+    for name, result in evaluations.items():
+        console.print(_detector_table(name, result, scores[name]))
+        console.print(
+            f"{name}: alerts {result.alerts} (true {result.true_alerts}, false "
+            f"{len(result.false_alerts)}), false alarms per day "
+            f"{_num(scores[name]['false_alarms_per_day'], '{:.2f}')}"
+        )
+    console.print(_incident_table(manifest["incidents"], evaluations))
+
+
+def _detector_table(name: str, result: Any, scores: dict[str, Any]) -> Table:
+    """One detector's scores: a row per incident kind, then "all"."""
+    table = Table(
+        title=f"detector {name}",
+        title_justify="left",
+        caption="precision per kind: n/a (a false alarm has no kind)",
+        caption_justify="left",
     )
-    console.print(f"precision {result.precision:.3f}  recall {result.recall:.3f}")
+    for col in ("kind", "incidents", "found", "recall", "precision", "median TTD (windows)"):
+        table.add_column(col, justify="left" if col == "kind" else "right")
+    rows = [*scores["kinds"].items(), ("all", scores["all"])]
+    for kind, s in rows:
+        ttd = [t for k, t in zip(result.kinds, result.ttd, strict=True) if kind in (k, "all")]
+        table.add_row(
+            kind,
+            str(len(ttd)),
+            str(sum(t is not None for t in ttd)),
+            _num(s["recall"]),
+            _num(s["precision"]),
+            _num(s["median_ttd_windows"], "{:g}"),
+            style="bold" if kind == "all" else None,
+        )
+    return table
+
+
+def _incident_table(incidents: list[dict[str, Any]], evaluations: dict[str, Any]) -> Table:
+    """Each incident: the detectors that found it (with their time to detect) and the
+    earliest time to detect of any of them, in windows."""
+    from apistream.evaluation import ANY_DETECTOR
+
+    table = Table(title="incidents", title_justify="left")
+    for col in ("kind", "endpoint", "method", "start", "end", "found by", "TTD"):
+        table.add_column(col)
+    named = {n: r for n, r in evaluations.items() if n != ANY_DETECTOR} or evaluations
+    for k, i in enumerate(incidents):
+        ttd = {n: r.ttd[k] for n, r in named.items() if r.ttd[k] is not None}
+        found_by = ", ".join(f"{n} ({t})" for n, t in ttd.items())
+        table.add_row(
+            i.get("kind", "unknown"),
+            i["endpoint"],
+            i.get("method") or "*",
+            i["start"],
+            i["end"],
+            found_by or "NO",
+            str(min(ttd.values())) if ttd else "-",
+        )
+    return table
 
 
 def print_top(
@@ -125,6 +182,29 @@ def print_top(
     for i, r in enumerate(rows, 1):
         value = f"{r['value']:.2%}" if rate else f"{r['value']:,.1f}"
         table.add_row(str(i), r["endpoint"], r["method"], f"{r['requests']:,}", value)
+    console.print(table)
+
+
+def _ms(x: float | None) -> str:
+    return "-" if x is None else f"{x:,.1f}"
+
+
+def print_top_range(console: Console, title: str, rows: list[dict[str, Any]]) -> None:
+    """`apistream top --from --to`: the ranked endpoints (top.top_range rows)."""
+    table = Table(title=title, title_justify="left")
+    table.add_column("#", justify="right")
+    table.add_column("endpoint")
+    for col in ("requests", "p50 ms", "p95 ms", "p99 ms", "4xx", "5xx"):
+        table.add_column(col, justify="right")
+    for i, r in enumerate(rows, 1):
+        table.add_row(
+            str(i),
+            r["endpoint"],
+            f"{r['requests']:,}",
+            *(_ms(r[p]) for p in ("p50", "p95", "p99")),
+            f"{r['error_rate_4xx']:.2%}",
+            f"{r['error_rate_5xx']:.2%}",
+        )
     console.print(table)
 
 

@@ -19,6 +19,7 @@ CHARTS = ["chart-latency", "chart-errors", "chart-throughput", "chart-top", "cha
 CHART_OF = {
     "latency_p95_ms": "chart-latency",
     "latency_avg_ms": "chart-latency",
+    "latency_p99_ms": "chart-latency",
     "error_rate_5xx": "chart-errors",
     "requests": "chart-throughput",
 }

@@ -90,7 +90,7 @@ def test_json_and_slack_payloads_each_once_and_min_severity(db, receiver):
     assert first["body"] == {"source": "apistream", "id": first["headers"]["Idempotency-Key"],
                              **anomaly(0)}  # fmt: skip
     assert first["headers"]["Idempotency-Key"] == (
-        "/api/v1/users/{id}|GET|2026-11-29T12:00:00Z|latency_p95_ms"
+        "ewma|/api/v1/users/{id}|GET|2026-11-29T12:00:00Z|latency_p95_ms"
     )
     assert [p["body"]["text"] for p in slack_posts] == [
         "critical anomaly: latency_p95_ms of GET /api/v1/users/{id} was 850 against a baseline "

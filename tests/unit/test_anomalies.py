@@ -1,10 +1,11 @@
 """The detector's arithmetic and rules, and the evaluation, without Spark."""
 
 import math
+from statistics import NormalDist
 
 import pytest
 
-from apistream.anomalies import Baseline, check, score_windows, summarise
+from apistream.anomalies import Baseline, bounded, check, poisson_z, score_windows, summarise
 from apistream.config import AnomalyConfig
 from apistream.evaluation import evaluate
 from apistream.latency_histogram import LOG_GAMMA, RELATIVE_ERROR, Histogram
@@ -23,18 +24,66 @@ def test_baseline_is_a_running_mean_then_ewma():
     assert b.mean == pytest.approx(before + (1000 - before) * max(2 / 21, 1 / 4))
 
 
+def obs(metric, x, requests=100, errors=0):
+    return {metric: x, "requests": requests, "errors_5xx": errors}
+
+
 def test_rules_need_baseline_z_and_effect_size():
-    b = Baseline(windows=10, mean=100.0, var=100.0)  # std 10
-    assert check("latency_p95_ms", 500, Baseline(3, 100, 100), 100, CFG) is None  # cold
-    assert check("latency_p95_ms", 150, b, 100, CFG) is None  # z=5 but only +50%
-    assert check("latency_p95_ms", 250, b, 100, CFG) == pytest.approx(15)
-    assert check("latency_p95_ms", 250, b, 5, CFG) is None  # too few requests
-    assert check("requests", 30, b, 30, CFG) == pytest.approx(-7)  # traffic drop
-    assert check("requests", 70, b, 70, CFG) is None  # z=-3 but not halved
-    rate = Baseline(10, 0.01, 0.0)
-    assert rate.std("error_rate_5xx") == 0.01
-    assert check("error_rate_5xx", 0.05, rate, 100, CFG) is None  # +4 points only
-    assert check("error_rate_5xx", 0.4, rate, 100, CFG) == pytest.approx(39)
+    b = Baseline(windows=20, mean=100.0, var=100.0)  # std 10
+    cold = Baseline(3, 100, 100)
+    assert check("latency_p95_ms", obs("latency_p95_ms", 500), cold, CFG) is None
+    assert check("latency_p95_ms", obs("latency_p95_ms", 140), b, CFG) is None  # z=4 < 4.5
+    assert check("latency_p95_ms", obs("latency_p95_ms", 149), b, CFG) is None  # only +49%
+    assert check("latency_p95_ms", obs("latency_p95_ms", 250), b, CFG) == (15, 100)
+    assert check("latency_p95_ms", obs("latency_p95_ms", 250, requests=5), b, CFG) is None
+    traffic = Baseline(20, 1000.0, 100.0)  # std: Poisson's sqrt(1000) = 31.6, not 10
+    assert check("requests", obs("requests", 700, 700), traffic, CFG)[0] == pytest.approx(
+        -300 / math.sqrt(1000)
+    )
+    assert check("requests", obs("requests", 850, 850), traffic, CFG) is None  # z=-4.7, -15%
+    assert check("requests", obs("requests", 1500, 1500), traffic, CFG) is not None
+
+
+def test_error_rate_is_a_poisson_test_on_the_slow_rate():
+    # P(X >= 15 | Poisson(4)) = 2.0e-5 (z 4.11); P(X >= 17 | 4) = 1.1e-6 (z 4.73)
+    for count, due in ((15, 4), (17, 4), (27, 8), (500, 400)):
+        tail = sum(
+            math.exp(i * math.log(due) - due - math.lgamma(i + 1)) for i in range(count, 2000)
+        )
+        assert poisson_z(count, due) == pytest.approx(-NormalDist().inv_cdf(tail), rel=1e-9)
+    assert poisson_z(15, 4) == pytest.approx(4.108, abs=0.001)
+    assert poisson_z(3, 4) == 0.0
+    base = Baseline(20, 0.02, 0.0, slow_mean=0.004)  # judged on the slow mean, 0.4%
+    assert check("error_rate_5xx", obs("error_rate_5xx", 17 / 1000, 1000, 17), base, CFG)[
+        1
+    ] == pytest.approx(0.004)
+    assert check("error_rate_5xx", obs("error_rate_5xx", 0.015, 1000, 15), base, CFG) is None
+    # ... unless the last window was high too: 15 + 12 errors where 8 were due (z 5.19)
+    base.last_value, base.last_expected = 12, 4.0
+    assert check("error_rate_5xx", obs("error_rate_5xx", 0.015, 1000, 15), base, CFG) is not None
+    # a Poisson surprise that is under 0.3 points or 2x does not page
+    busy = Baseline(20, 0.004, 0.0, slow_mean=0.004)
+    assert poisson_z(500, 400) > CFG.k
+    assert check("error_rate_5xx", obs("error_rate_5xx", 0.005, 100_000, 500), busy, CFG) is None
+
+
+def test_a_creep_is_judged_against_the_slow_mean_two_windows_running():
+    base = Baseline(20, 120.0, 16.0, slow_mean=100.0)  # the short mean has followed the creep
+    assert check("latency_p95_ms", obs("latency_p95_ms", 130), base, CFG) is None  # no last
+    base.last_value = 124.0
+    assert check("latency_p95_ms", obs("latency_p95_ms", 130), base, CFG) is None  # last < +25%
+    base.last_value = 126.0
+    assert check("latency_p95_ms", obs("latency_p95_ms", 130), base, CFG) == (5.0, 100.0)
+    base.slow_mean = None
+    assert check("latency_p95_ms", obs("latency_p95_ms", 130), base, CFG) is None
+
+
+def test_an_unflagged_surprise_moves_the_baseline_a_bounded_step():
+    b = Baseline(20, 1000.0, 1000.0)
+    reach = CFG.k * b.std("requests")
+    assert bounded(1300, b, "requests", CFG) == pytest.approx(1000 + reach)
+    assert bounded(990, b, "requests", CFG) == 990
+    assert bounded(1300, Baseline(3, 1000.0, 1000.0), "requests", CFG) == 1300  # cold
 
 
 def row(ws, endpoint, method, requests, s5, latencies):
@@ -78,18 +127,22 @@ def test_summarise_per_endpoint_and_service():
 
 
 def test_detector_keeps_baselines_and_flags_a_spike():
-    windows = [f"2026-11-27T10:{m:02d}:00Z" for m in range(12)]
+    windows = [f"2026-11-27T10:{m:02d}:00Z" for m in range(14)]
     baselines: dict = {}
     found_all = []
     for i, ws in enumerate(windows):
-        p95 = 500.0 if i == 10 else 100.0 + (i % 3)
+        p95 = 500.0 if i == 12 else 100.0 + (i % 3)
         rows = [row(ws, "/a", "GET", 100, 0, [p95 / 2] * 90 + [p95] * 10)]
         found, baselines = score_windows(rows, baselines, CFG, "now", windows[0])
-        assert bool(found) == (i == 10), (i, found)
+        assert bool(found) == (i == 12), (i, found)
         found_all += found
-    assert {a["metric"] for a in found_all} == {"latency_p95_ms", "latency_avg_ms"}
+    assert {a["metric"] for a in found_all} == {
+        "latency_p95_ms",
+        "latency_p99_ms",
+        "latency_avg_ms",
+    }
     assert {a["endpoint"] for a in found_all} == {"/a", "*"}
-    assert baselines[("/a", "latency_p95_ms")][0] == 11  # the spike did not teach the baseline
+    assert baselines[("/a", "latency_p95_ms")][0] == 13  # the spike did not teach the baseline
     assert all(math.isfinite(a["z_score"]) for a in found_all)
 
 

@@ -120,8 +120,9 @@ def _run_with(tmp_path: Path, incidents: list[dict], anomalies: list[tuple]) -> 
     (tmp_path / "manifest.json").write_text(json.dumps({"incidents": incidents}))
     with closing(sqlite_store.connect(tmp_path / "analytics.db")) as db:
         db.executemany(
-            "INSERT INTO anomalies VALUES (?, '*', ?, ?, 'latency_p95_ms', 900, 100, 10, 80, "
-            "'critical', '2026-11-30T00:00:00Z')",
+            "INSERT INTO anomalies (endpoint, method, window_start, window_end, metric, observed, "
+            "baseline_mean, baseline_std, z_score, severity, detected_at) VALUES (?, '*', ?, ?, "
+            "'latency_p95_ms', 900, 100, 10, 80, 'critical', '2026-11-30T00:00:00Z')",
             anomalies,
         )
         rows = [
@@ -159,10 +160,11 @@ def test_evaluate_scores_the_anomalies_against_the_manifest(tmp_path):
     )
     out = cli("evaluate", "--input", str(tmp_path), "--output", str(tmp_path))
     assert out.returncode == 0, out.stderr
-    found = {row[1]: row[4] for row in table_rows(out.stdout)}
-    assert found == {"/a": "yes", "/b": "NO"}
-    assert "alerts 2 (true 1), incidents 2 (found 1)" in out.stdout
-    assert "precision 0.500  recall 0.500" in out.stdout
+    rows = table_rows(out.stdout)
+    found = {row[1]: row[5] for row in rows if len(row) == 7}  # the incidents table
+    assert found == {"/a": "ewma (2)", "/b": "NO"}  # /a found in its second window
+    assert "ewma: alerts 2 (true 1, false 1)" in out.stdout
+    assert ["all", "2", "1", "0.500", "0.500", "2"] in rows  # incidents, found, recall, precision
 
 
 def test_evaluate_names_what_is_missing(tmp_path):

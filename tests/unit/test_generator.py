@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from generator_truth import NOW_MS, classify, epoch_ms, template_of
 
-from apistream.config import load_config
+from apistream.config import INCIDENT_KIND_TABLE, INCIDENT_KINDS, load_config
 from apistream.generator.writer import LogGenerator
 from apistream.reasons import DEFECT_KINDS
 
@@ -123,19 +123,18 @@ def test_incidents_are_in_the_manifest_and_apart(tmp_path):
         tmp_path,
         **{
             "generator.events": 200_000,
-            "generator.rate": 100,
-            "generator.incidents.random_count": 4,
+            "generator.rate": 50,
+            "generator.incidents.random_count": len(INCIDENT_KINDS),
         },
     )
     m = LogGenerator(cfg, tmp_path, now_ms=NOW_MS).backfill()
     spans = sorted((epoch_ms(i["start"]), epoch_ms(i["end"])) for i in m["incidents"])
-    assert len(spans) == 4
-    assert {i["kind"] for i in m["incidents"]} == {
-        "latency_spike",
-        "error_burst",
-        "traffic_drop",
-        "traffic_spike",
-    }
+    assert len(spans) == len(INCIDENT_KINDS)
+    assert sorted(i["kind"] for i in m["incidents"]) == sorted(INCIDENT_KINDS)
+    for i in m["incidents"]:
+        kind = INCIDENT_KIND_TABLE[i["kind"]]
+        assert (i["factor"], i["metric"]) == (kind.default_factor, kind.metric)
+        assert (i["method"] == "*") != kind.by_method
     assert all(a[1] < b[0] for a, b in itertools.pairwise(spans))
 
 

@@ -1,7 +1,7 @@
 """Synthetic API traffic built in bulk (numpy + polars): clean request records, no I/O.
 
 A chunk of records is built column-wise: arrival times, endpoint, method, status, latency,
-bytes, path, caller. Incidents change the columns inside their time span.
+bytes, path, caller. Incidents (incidents.py) change the columns inside their time span.
 """
 
 from __future__ import annotations
@@ -9,12 +9,21 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 
-from apistream.config import INCIDENT_KINDS, Config, Endpoint, GeneratorConfig
+from apistream.config import Config, Endpoint, GeneratorConfig
+from apistream.generator.incidents import (
+    IncidentSpan,
+    iso_ms,
+    plan_incidents,
+    with_arrival_effect,
+    with_outage,
+    with_record_effect,
+)
+
+__all__ = ["IncidentSpan", "TrafficModel", "iso_ms", "plan_incidents", "rate_at", "span_s"]
 
 USER_AGENTS = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/131.0 Safari/537.36",
@@ -31,32 +40,6 @@ CODES_4XX_P = np.array([0.2, 0.15, 0.08, 0.35, 0.07, 0.1, 0.05])
 CODES_5XX = np.array([500, 502, 503, 504])
 CODES_5XX_P = np.array([0.5, 0.2, 0.2, 0.1])
 _PLACEHOLDER = re.compile(r"\{[^/{}]+\}")
-
-
-@dataclass(frozen=True)
-class IncidentSpan:
-    """An incident placed on the time axis (epoch milliseconds)."""
-
-    kind: str
-    endpoint: str
-    endpoint_idx: int
-    start_ms: int
-    end_ms: int
-    factor: float
-
-    def as_manifest(self) -> dict[str, object]:
-        return {
-            "kind": self.kind,
-            "endpoint": self.endpoint,
-            "start": iso_ms(self.start_ms),
-            "end": iso_ms(self.end_ms),
-            "factor": self.factor,
-        }
-
-
-def iso_ms(ms: int) -> str:
-    """Epoch milliseconds as ISO-8601 UTC with milliseconds and a Z."""
-    return np.datetime_as_string(np.datetime64(int(ms), "ms"), unit="ms") + "Z"
 
 
 def run_prefix(seed: int, start_ms: int) -> str:
@@ -83,44 +66,6 @@ def span_s(gen: GeneratorConfig, from_ms: int, events: int, backwards: bool = Fa
         t += sign * step * 1000
 
 
-def plan_incidents(cfg: Config, start_ms: int, span_s: float, seed: int) -> list[IncidentSpan]:
-    """Explicit incidents plus `random_count` random ones, deterministic for the seed."""
-    gen = cfg.generator.incidents
-    templates = [e.template for e in cfg.endpoints]
-    spans = [
-        IncidentSpan(
-            i.kind,
-            i.endpoint,
-            templates.index(i.endpoint),
-            start_ms + int(i.start_offset_s * 1000),
-            start_ms + int((i.start_offset_s + i.duration_s) * 1000),
-            i.factor,
-        )
-        for i in gen.explicit
-    ]
-    rng = np.random.default_rng([seed, 7919])
-    weights = np.array([e.weight for e in cfg.endpoints])
-    # Incidents go on the busier half of the endpoints, so each has traffic to show it.
-    busy = [i for i in np.argsort(-weights)[: max(1, len(weights) // 2)]]
-    kinds = list(INCIDENT_KINDS)
-    rng.shuffle(kinds)
-    # Random incidents get one slot each of the span's 25%..90% (after the detector's cold
-    # start), so they never overlap and each is a distinct event to detect.
-    count = gen.random_count
-    gap = 2 * cfg.processing.window
-    slot = 0.65 * span_s / max(count, 1)
-    for n in range(count):
-        room = slot - gap
-        if room <= 0:
-            break
-        duration = min(float(rng.uniform(gen.min_duration_s, gen.max_duration_s)), room)
-        offset = 0.25 * span_s + n * slot + float(rng.uniform(0, room - duration))
-        ep = int(rng.choice(busy))
-        s, e = start_ms + int(offset * 1000), start_ms + int((offset + duration) * 1000)
-        spans.append(IncidentSpan(kinds[n % len(kinds)], templates[ep], ep, s, e, 5.0))
-    return spans
-
-
 class TrafficModel:
     """Builds clean request records for given arrival times."""
 
@@ -129,6 +74,8 @@ class TrafficModel:
         self.endpoints: tuple[Endpoint, ...] = cfg.endpoints
         self.incidents = incidents
         self.rng = np.random.default_rng([seed, 1])
+        # Record effects draw from their own stream: they change only the rows they hit.
+        self.effect_rng = np.random.default_rng([seed, 4])
         self.prefix = run_prefix(seed, start_ms)
         w = np.array([e.weight for e in self.endpoints], dtype=float)
         self.ep_p = w / w.sum()
@@ -157,20 +104,8 @@ class TrafficModel:
         times = np.sort(self.rng.integers(t0_ms, max(t1_ms, t0_ms + 1), size=n))
         eps = self.rng.choice(len(self.endpoints), size=n, p=self.ep_p)
         for inc in self.incidents:
-            lo, hi = max(t0_ms, inc.start_ms), min(t1_ms, inc.end_ms)
-            if hi <= lo:
-                continue
-            if inc.kind == "traffic_drop":
-                hit = (eps == inc.endpoint_idx) & (times >= inc.start_ms) & (times < inc.end_ms)
-                keep = ~hit | (self.rng.random(n) < 1.0 / inc.factor)
-                times, eps, n = times[keep], eps[keep], int(keep.sum())
-            elif inc.kind == "traffic_spike":
-                share = self.ep_p[inc.endpoint_idx] * (hi - lo) / max(t1_ms - t0_ms, 1)
-                extra = int(self.rng.poisson(n * share * (inc.factor - 1)))
-                times = np.concatenate([times, self.rng.integers(lo, hi, size=extra)])
-                eps = np.concatenate([eps, np.full(extra, inc.endpoint_idx)])
-                order = np.argsort(times, kind="stable")
-                times, eps, n = times[order], eps[order], n + extra
+            share = float(self.ep_p[inc.endpoint_idx])
+            times, eps = with_arrival_effect(inc, times, eps, t0_ms, t1_ms, share, self.rng)
         return times, eps
 
     def build(self, times: np.ndarray, eps: np.ndarray) -> pl.DataFrame:
@@ -180,19 +115,18 @@ class TrafficModel:
         method_idx = (rng.random(n)[:, None] > self.method_cum[eps]).sum(axis=1)
         method_idx = np.minimum(method_idx, len(self.methods) - 1)
         lat = np.exp(self.lat_mu[eps] + self.lat_sigma[eps] * rng.standard_normal(n))
-        r5 = self.rate_5xx[eps].copy()
+        r5 = self.rate_5xx[eps]
         for inc in self.incidents:
-            hit = (eps == inc.endpoint_idx) & (times >= inc.start_ms) & (times < inc.end_ms)
-            if inc.kind == "latency_spike":
-                lat[hit] *= inc.factor
-            elif inc.kind == "error_burst":
-                r5[hit] = np.minimum(0.95, 0.08 * inc.factor)
+            lat, r5 = with_record_effect(inc, times, eps, lat, r5, self.effect_rng)
         u = rng.random(n)
-        status = np.where(np.isin(self._method_names(method_idx), ("POST",)), 201, 200)
+        names = self._method_names(method_idx)
+        status = np.where(names == "POST", 201, 200)
         status = np.where(u < 0.01, 304, status)
         is4 = (u >= r5) & (u < r5 + self.rate_4xx[eps])
         status = np.where(is4, rng.choice(CODES_4XX, size=n, p=CODES_4XX_P), status)
         status = np.where(u < r5, rng.choice(CODES_5XX, size=n, p=CODES_5XX_P), status)
+        for inc in self.incidents:
+            status = with_outage(inc, times, eps, names, u, status)
         nbytes = np.exp(self.bytes_mu[eps] + 0.4 * rng.standard_normal(n)).astype(np.int64)
         nbytes = np.where(status == 304, 0, nbytes)
         users = (rng.zipf(1.3, size=n) - 1) % self.cfg.generator.users

@@ -66,8 +66,16 @@ from apistream.pipeline.progress import LiveStatus
 from apistream.pipeline.records import checked_records, slim, with_unreadable_files
 from apistream.pipeline.schema import REASONS
 from apistream.pipeline.validate import is_valid
-from apistream.sink_commit import BatchOutput, LakeWriters, apply_batch
+from apistream.sink_commit import BatchOutput, LakeWriters, Scorer, apply_batch
 from apistream.window_metrics import late_cutoff
+
+
+def forecast_scorer(spark: SparkSession, cfg: Config) -> Scorer:
+    """The forecast detector's scorer, its model loaded once (fails here if there is none)."""
+    from apistream import forecast
+
+    model = forecast.Forecast.load(cfg.forecast_model_path, cfg.processing.window)
+    return lambda rows, partial, at: forecast.score(spark, model, rows, cfg, at, partial)
 
 
 def outcome(repeated: Column) -> Column:
@@ -158,7 +166,9 @@ class PipelineSink:
         )
         put = hadoop_put(spark)
         self.lake = LakeWriters(
-            RowsFile(paths.endpoint_metrics, put), RowsFile(paths.anomalies, put)
+            RowsFile(paths.endpoint_metrics, put),
+            RowsFile(paths.anomalies, put),
+            forecast_scorer(spark, cfg) if "forecast" in cfg.anomaly.detectors else None,
         )
         # Transforms made once: each builds its Column expressions on first use and reuses
         # them, as every Column call is a round trip to the JVM (docs/performance.md).

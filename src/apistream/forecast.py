@@ -1,0 +1,242 @@
+"""The forecast detector: Spark MLlib predicts each metric of each scope from the time of day.
+
+Each (scope, metric) series (scope: an endpoint or '*' for the service, as in anomalies.py)
+has a level, the median of its log values in the training windows. A gradient-boosted tree
+model (GBTRegressor, absolute loss so the incidents in the history do not bend it) learns
+log(value) - level from the scope, the metric and the time of day, i.e. the daily cycle of
+each series. Residuals of the training windows give each series a band (1.4826 x their
+median absolute deviation). A finalised window is anomalous when its value is more than
+`anomaly.forecast.k` bands from the forecast and the change matters (anomalies.matters).
+
+`apistream train` fits it on the finalised windows of the analytics database and saves it
+with MLlib persistence (a PipelineModel) and `series.json` beside it; the stream loads it
+once and scores each finalised window (a few dozen rows, on the driver's session).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from pyspark.ml import Pipeline, PipelineModel
+from pyspark.ml.feature import StringIndexer, VectorAssembler
+from pyspark.ml.regression import GBTRegressor
+from pyspark.sql import SparkSession
+
+from apistream.anomalies import METRICS, Observation, matters, observations
+from apistream.config import Config
+from apistream.errors import ApiStreamError
+
+DETECTOR = "forecast"
+SERIES_FILE = "series.json"
+# Added before the log, so a zero (no errors, no requests) has a finite log.
+OFFSET = {"requests": 1.0, "error_rate_5xx": 1e-3}
+FEATURES = ("scope_ix", "metric_ix", "tod_sin", "tod_cos")
+MAD_TO_STD = 1.4826
+MIN_BAND = 0.02  # log units: a series that never moves still has a band
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """A fitted model and its series: (scope, metric) -> (level, band), in log units."""
+
+    model: PipelineModel
+    series: dict[tuple[str, str], tuple[float, float]]
+    window_s: float
+
+    def save(self, path: str | Path) -> None:
+        self.model.write().overwrite().save(str(Path(path) / "model"))
+        body = {
+            "window_s": self.window_s,
+            "series": [[s, m, lvl, band] for (s, m), (lvl, band) in sorted(self.series.items())],
+        }
+        (Path(path) / SERIES_FILE).write_text(json.dumps(body, indent=1))
+
+    @classmethod
+    def load(cls, path: str | Path, window_s: float) -> Forecast:
+        series_file = Path(path) / SERIES_FILE
+        if not series_file.is_file():
+            raise ApiStreamError(
+                f"anomaly.detectors has forecast but there is no model at {path}: "
+                "run `apistream train` first"
+            )
+        body = json.loads(series_file.read_text())
+        if body["window_s"] != window_s:
+            raise ApiStreamError(
+                f"the forecast model at {path} was trained on {body['window_s']:g} s windows, "
+                f"not processing.window ({window_s:g} s): run `apistream train` again"
+            )
+        series = {(s, m): (lvl, band) for s, m, lvl, band in body["series"]}
+        return cls(PipelineModel.load(str(Path(path) / "model")), series, window_s)
+
+
+def log_value(metric: str, value: float) -> float:
+    return math.log(value + OFFSET.get(metric, 0.0))
+
+
+def time_of_day(window_start: str) -> float:
+    """Fraction of the UTC day at a window's start: '2026-03-01T06:00:00Z' -> 0.25."""
+    h, m, s = (int(x) for x in window_start[11:19].split(":"))
+    return (h * 3600 + m * 60 + s) / 86400
+
+
+def frame(obs: Iterable[Observation]) -> pd.DataFrame:
+    """Observations as the model's input: scope, metric, time-of-day features, log value."""
+    rows = [
+        {
+            "window_start": o.window_start,
+            "window_end": o.window_end,
+            "scope": o.scope,
+            "metric": o.metric,
+            "value": o.value,
+            "requests": o.requests,
+            "log_value": log_value(o.metric, o.value),
+            "tod_sin": math.sin(2 * math.pi * time_of_day(o.window_start)),
+            "tod_cos": math.cos(2 * math.pi * time_of_day(o.window_start)),
+        }
+        for o in obs
+    ]
+    return pd.DataFrame(rows, columns=[*Observation.__dataclass_fields__, "log_value",
+                                       "tod_sin", "tod_cos"])  # fmt: skip
+
+
+def _median(xs: list[float]) -> float:
+    s = sorted(xs)
+    mid = len(s) // 2
+    return s[mid] if len(s) % 2 else (s[mid - 1] + s[mid]) / 2
+
+
+def fit(spark: SparkSession, rows: list[dict[str, Any]], cfg: Config) -> Forecast:
+    """Fit the forecast on finalised window rows (several days of history is best: the model
+    learns each series' daily cycle from them)."""
+    data = frame(observations(rows))
+    if data.empty:
+        raise ApiStreamError("no finalised windows to train on")
+    by_series: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for key, x in zip(zip(data["scope"], data["metric"], strict=True), data["log_value"],
+                      strict=True):  # fmt: skip
+        by_series[key].append(x)
+    levels = {key: _median(xs) for key, xs in by_series.items()}
+    data["label"] = data["log_value"] - [levels[k] for k in zip(data["scope"], data["metric"],
+                                                                strict=True)]  # fmt: skip
+    f = cfg.anomaly.forecast
+    scopes = data["scope"].nunique()
+    pipeline = Pipeline(
+        stages=[
+            StringIndexer(
+                inputCols=["scope", "metric"],
+                outputCols=["scope_ix", "metric_ix"],
+                handleInvalid="keep",
+            ),
+            VectorAssembler(inputCols=list(FEATURES), outputCol="features"),
+            GBTRegressor(
+                labelCol="label",
+                lossType="absolute",
+                maxIter=f.trees,
+                maxDepth=f.depth,
+                maxBins=max(32, scopes + 2),
+                seed=7,
+            ),
+        ]
+    )
+    sdf = spark.createDataFrame(data.drop(columns=["window_end"]))
+    model = pipeline.fit(sdf)
+    predicted = model.transform(sdf).select("scope", "metric", "label", "prediction").toPandas()
+    residuals: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for s, m, y, p in predicted.itertuples(index=False):
+        residuals[(s, m)].append(y - p)
+    series = {}
+    for key, rs in residuals.items():
+        centre = _median(rs)
+        band = MAD_TO_STD * _median([abs(r - centre) for r in rs])
+        series[key] = (levels[key], max(band, MIN_BAND))
+    return Forecast(model, series, cfg.processing.window)
+
+
+def predict(spark: SparkSession, forecast: Forecast, data: pd.DataFrame) -> pd.DataFrame:
+    """`data` (from `frame`) with `expected` (the forecast value) and `z` (log residual in
+    bands) for the series the model knows; unknown series are dropped."""
+    known = [(s, m) in forecast.series for s, m in zip(data["scope"], data["metric"],
+                                                       strict=True)]  # fmt: skip
+    data = data[known].reset_index(drop=True)
+    if data.empty:
+        return data.assign(expected=[], z=[])
+    data = data.assign(row=range(len(data)))
+    scored = forecast.model.transform(spark.createDataFrame(data.drop(columns=["window_end"])))
+    pred = scored.select("row", "prediction").toPandas().set_index("row")["prediction"]
+    level = [forecast.series[(s, m)][0] for s, m in zip(data["scope"], data["metric"],
+                                                       strict=True)]  # fmt: skip
+    band = [forecast.series[(s, m)][1] for s, m in zip(data["scope"], data["metric"],
+                                                      strict=True)]  # fmt: skip
+    centre = pred.reindex(data["row"]).to_numpy() + level
+    data["z"] = (data["log_value"] - centre) / band
+    data["expected"] = [
+        math.exp(c) - OFFSET.get(m, 0.0) for c, m in zip(centre, data["metric"], strict=True)
+    ]
+    data["band"] = band
+    return data.drop(columns=["row"])
+
+
+def score(
+    spark: SparkSession,
+    forecast: Forecast,
+    rows: list[dict[str, Any]],
+    cfg: Config,
+    detected_at: str,
+    partial: frozenset[str] = frozenset(),
+) -> list[dict[str, Any]]:
+    """The anomalies the forecast finds in finalised window rows. Request counts of the
+    `partial` windows (the stream's first, or the last at the end of input) are not
+    judged."""
+    obs = [o for o in observations(rows) if not (o.metric == "requests" and o.window_start
+                                                 in partial)]  # fmt: skip
+    if not obs:
+        return []
+    k = cfg.anomaly.forecast.k
+    found = []
+    for r in predict(spark, forecast, frame(obs)).itertuples(index=False):
+        if abs(r.z) <= k or not matters(r.metric, r.value, r.expected, r.requests, r.z,
+                                        cfg.anomaly):  # fmt: skip
+            continue
+        found.append(
+            {
+                "detector": DETECTOR,
+                "endpoint": r.scope,
+                "method": "*",
+                "window_start": r.window_start,
+                "window_end": r.window_end,
+                "metric": r.metric,
+                "observed": float(r.value),
+                "baseline_mean": float(r.expected),
+                "baseline_std": float(r.expected * (math.exp(r.band) - 1)),
+                "z_score": float(r.z),
+                "severity": "critical" if abs(r.z) > 2 * k else "warning",
+                "detected_at": detected_at,
+            }
+        )
+    return sorted(found, key=lambda a: (a["window_start"], a["endpoint"], a["metric"]))
+
+
+__all__ = ["DETECTOR", "METRICS", "Forecast", "fit", "history", "predict", "score"]
+
+
+def history(sqlite_path: str, start: str | None, end: str | None) -> list[dict[str, Any]]:
+    """The finalised window rows of the analytics database in [start, end) (None: open)."""
+    from apistream import sqlite_store
+
+    sql = "SELECT * FROM endpoint_metrics WHERE is_final = 1"
+    args = []
+    if start:
+        sql, args = sql + " AND window_start >= ?", [*args, start]
+    if end:
+        sql, args = sql + " AND window_start < ?", [*args, end]
+    with sqlite_store.read_only(sqlite_path) as db:
+        cur = db.execute(sql + " ORDER BY window_start, endpoint, method", args)
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r, strict=True)) for r in cur]
