@@ -23,6 +23,7 @@ help:
 	@echo "make bench      throughput, freshness (files, Kafka), memory, scaling; DuckDB cross-check,"
 	@echo "                 GoAccess and DuckDB as peers (~50 min)"
 	@echo "make bench-quick  the same, smaller (~10 min)"
+	@echo "make detection-eval  both anomaly detectors over 10 seeds x 2 simulated days (~15 min)"
 	@echo "make clean      remove the virtualenv and outputs"
 
 $(STAMP): pyproject.toml
@@ -89,7 +90,7 @@ bench: setup deps
 	@scripts/check_goaccess.sh --install
 	$(BIN)/apistream bench
 
-detection-eval: setup  ## both anomaly detectors over 10 seeds x 2 simulated days (~15 min)
+detection-eval: setup
 	@scripts/check_java.sh
 	$(BIN)/python -m apistream.bench.detection --json output/detection-eval.json
 
