@@ -745,9 +745,10 @@ class Config(_Model):
     @property
     def forecast_model_path(self) -> str:
         """The forecast detector's model: anomaly.forecast.model, under the output root
-        unless absolute (a local directory: the driver loads it)."""
+        unless it is absolute or a URI (Spark reads and writes it: s3a://, gs://, ...)."""
         model = self.anomaly.forecast.model
-        return model if PurePosixPath(model).is_absolute() else self.path(model)
+        own = PurePosixPath(model).is_absolute() or is_remote(model)
+        return model if own else self.path(model)
 
 
 def _set_path(tree: dict[str, Any], dotted: list[str], value: Any) -> None:

@@ -288,9 +288,3 @@ def read_run(
     if manifest is None:
         raise ApiStreamError(f"no generator manifest at {Path(input_dir) / 'manifest.json'}")
     return manifest, read_alerts(sqlite_path)
-
-
-def evaluate_run(input_dir: str | Path, sqlite_path: str | Path) -> tuple[list, Evaluation]:
-    """(the incidents, their evaluation) of a run: its manifest against all its anomalies."""
-    manifest, alerts = read_run(input_dir, sqlite_path)
-    return manifest["incidents"], evaluate(manifest["incidents"], alerts, window_of(manifest))

@@ -9,21 +9,20 @@ median absolute deviation). A finalised window is anomalous when its value is mo
 `anomaly.forecast.k` bands from the forecast and the change matters (anomalies.matters).
 
 `apistream train` fits it on the finalised windows of the analytics database and saves it
-with MLlib persistence (a PipelineModel) and `series.json` beside it; the stream loads it
+with MLlib persistence (a PipelineModel) and its series beside it; the stream loads it
 once and scores each finalised window (a few dozen rows, on the driver's session).
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from pyspark.errors import AnalysisException
 from pyspark.ml import Pipeline, PipelineModel
 from pyspark.ml.feature import StringIndexer, VectorAssembler
 from pyspark.ml.regression import GBTRegressor
@@ -34,7 +33,8 @@ from apistream.config import Config
 from apistream.errors import ApiStreamError
 
 DETECTOR = "forecast"
-SERIES_FILE = "series.json"
+SERIES_DIR = "series"
+SERIES_SCHEMA = "scope string, metric string, level double, band double, window_s double"
 # Added before the log, so a zero (no errors, no requests) has a finite log.
 OFFSET = {"requests": 1.0, "error_rate_5xx": 1e-3}
 FEATURES = ("scope_ix", "metric_ix", "tod_sin", "tod_cos")
@@ -44,36 +44,41 @@ MIN_BAND = 0.02  # log units: a series that never moves still has a band
 
 @dataclass(frozen=True)
 class Forecast:
-    """A fitted model and its series: (scope, metric) -> (level, band), in log units."""
+    """A fitted model and its series: (scope, metric) -> (level, band), in log units.
+
+    Saved as a directory any Spark file system holds (a local path, s3a://, ...): the
+    PipelineModel under `model/`, the series and the window length as Parquet under
+    `series/`."""
 
     model: PipelineModel
     series: dict[tuple[str, str], tuple[float, float]]
     window_s: float
 
-    def save(self, path: str | Path) -> None:
-        self.model.write().overwrite().save(str(Path(path) / "model"))
-        body = {
-            "window_s": self.window_s,
-            "series": [[s, m, lvl, band] for (s, m), (lvl, band) in sorted(self.series.items())],
-        }
-        (Path(path) / SERIES_FILE).write_text(json.dumps(body, indent=1))
+    def save(self, spark: SparkSession, path: str) -> None:
+        self.model.write().overwrite().save(f"{path}/model")
+        rows = [(s, m, lvl, band, self.window_s) for (s, m), (lvl, band) in self.series.items()]
+        frame = spark.createDataFrame(rows, SERIES_SCHEMA)
+        frame.coalesce(1).write.mode("overwrite").parquet(f"{path}/{SERIES_DIR}")
 
     @classmethod
-    def load(cls, path: str | Path, window_s: float) -> Forecast:
-        series_file = Path(path) / SERIES_FILE
-        if not series_file.is_file():
+    def load(cls, spark: SparkSession, path: str, window_s: float) -> Forecast:
+        try:
+            rows = spark.read.schema(SERIES_SCHEMA).parquet(f"{path}/{SERIES_DIR}").collect()
+        except AnalysisException:
+            rows = []
+        if not rows:
             raise ApiStreamError(
                 f"anomaly.detectors has forecast but there is no model at {path}: "
                 "run `apistream train` first"
             )
-        body = json.loads(series_file.read_text())
-        if body["window_s"] != window_s:
+        trained = rows[0]["window_s"]
+        if trained != window_s:
             raise ApiStreamError(
-                f"the forecast model at {path} was trained on {body['window_s']:g} s windows, "
+                f"the forecast model at {path} was trained on {trained:g} s windows, "
                 f"not processing.window ({window_s:g} s): run `apistream train` again"
             )
-        series = {(s, m): (lvl, band) for s, m, lvl, band in body["series"]}
-        return cls(PipelineModel.load(str(Path(path) / "model")), series, window_s)
+        series = {(r["scope"], r["metric"]): (r["level"], r["band"]) for r in rows}
+        return cls(PipelineModel.load(f"{path}/model"), series, window_s)
 
 
 def log_value(metric: str, value: float) -> float:

@@ -27,6 +27,7 @@ from apistream.window_metrics import STATUS_CLASSES, with_derived
 
 DAY_MS = 86_400_000
 CHUNK_MS = 600_000  # arrivals are drawn ten minutes at a time, at the cycle's rate there
+RECORD_COLUMNS = ("ts_ms", "ep", "method", "status", "latency_ms", "bytes_sent")
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ def _chunks(cfg: Config, model: TrafficModel, start: int, end: int) -> Iterator[
         t1 = min(t0 + CHUNK_MS, end)
         n = int(rng.poisson(rate_at(cfg.generator, (t0 + t1) / 2) * (t1 - t0) / 1000))
         times, eps = model.arrivals(t0, t1, n)
-        yield model.build(times, eps).select("ts_ms", "ep", "method", "status", "latency_ms")
+        yield model.build(times, eps).select(*RECORD_COLUMNS)
 
 
 def latency_buckets(latency: pl.Expr) -> pl.Expr:
@@ -90,7 +91,7 @@ def latency_buckets(latency: pl.Expr) -> pl.Expr:
 
 
 def window_rows(records: pl.DataFrame, window_ms: int) -> list[dict[str, Any]]:
-    """Records (ts_ms, ep, method, status, latency_ms) -> one finalised row per window x
+    """Records (RECORD_COLUMNS) -> one finalised row per window x
     endpoint index x method, as the sink stores them (with_derived adds rates and
     percentiles). Rows are in window, endpoint, method order."""
     keyed = records.with_columns(
@@ -106,6 +107,8 @@ def window_rows(records: pl.DataFrame, window_ms: int) -> list[dict[str, Any]]:
         latency_sum_ms=(pl.col("latency_ms") * 1000).round().cast(pl.Int64).sum() / 1000,
         latency_min_ms=pl.col("latency_ms").min(),
         latency_max_ms=pl.col("latency_ms").max(),
+        bytes_sent=pl.col("bytes_sent").sum(),
+        newest=pl.col("ts_ms").max(),
     )
     hist = (
         keyed.group_by([*keys, "bucket"])
@@ -118,6 +121,7 @@ def window_rows(records: pl.DataFrame, window_ms: int) -> list[dict[str, Any]]:
     out = []
     for r in joined.iter_rows(named=True):
         ws = int(r.pop("ws"))
+        r["max_event_time"] = iso_ms(r.pop("newest"))
         histogram = Histogram(np.array(r.pop("bucket"), np.int32), np.array(r.pop("n"), np.int64))
         row = {
             "window_start": iso_s(ws),

@@ -158,11 +158,12 @@ def train_forecast(cfg: Config, period: Period) -> None:
     if not rows:
         raise UsageError("no finalised windows in that period to train on: stream some first")
     windows = len({r["window_start"] for r in rows})
-    err_console.print(f"training the forecast detector on {windows:,} windows ...")
+    err_console.print(f"training the forecast detector on {windows:,} windows")
     spark = build_spark(cfg.spark)
     try:
-        model = forecast.fit(spark, rows, cfg)
-        model.save(cfg.forecast_model_path)
+        with err_console.status("fitting gradient-boosted trees (Spark MLlib) ..."):
+            model = forecast.fit(spark, rows, cfg)
+            model.save(spark, cfg.forecast_model_path)
     finally:
         spark.stop()
     console.print(

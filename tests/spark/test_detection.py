@@ -5,13 +5,17 @@ detector (Spark MLlib) trained, saved, loaded by a real stream and used there.""
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 import threading
+from contextlib import closing
 
 import polars as pl
 import pytest
 from pyspark.sql import functions as F
 
 from apistream import forecast
+from apistream import sqlite_store as store
 from apistream.bench.detection import alerts_of, config, train
 from apistream.config import load_config
 from apistream.evaluation import detector_evaluations, evaluate
@@ -53,7 +57,7 @@ def test_replayed_windows_equal_the_pipelines_aggregation(spark):
     exact = ("window_start", "window_end", "endpoint", "method", "requests", "status_2xx",
              "status_3xx", "status_4xx", "status_5xx", "latency_count", "latency_histogram",
              "latency_min_ms", "latency_max_ms", "latency_p50_ms", "latency_p95_ms",
-             "latency_p99_ms")  # fmt: skip
+             "latency_p99_ms", "bytes_sent")  # fmt: skip
     key = lambda r: (r["window_start"], r["endpoint"], r["method"])  # noqa: E731
     for a, b in zip(sorted(mine, key=key), sorted(theirs, key=key), strict=True):
         assert [a[k] for k in exact] == [b[k] for k in exact]
@@ -112,7 +116,7 @@ def test_a_trained_forecast_is_loaded_by_the_stream_and_used(spark, tmp_path):
     }
     cfg = load_config(environ={}, overrides=settings)
     history = config(9100, 0, rate=150)
-    forecast.fit(spark, simulate(history, 1).rows, history).save(cfg.forecast_model_path)
+    forecast.fit(spark, simulate(history, 1).rows, history).save(spark, cfg.forecast_model_path)
     manifest = LogGenerator(cfg, cfg.source.path).backfill()
     run_stream(spark, cfg, until_idle=True, stop=threading.Event())
     with sqlite3.connect(cfg.sqlite_path) as db:
@@ -138,3 +142,29 @@ def test_the_stream_refuses_a_missing_model(spark, tmp_path):
     (tmp_path / "in").mkdir()
     with pytest.raises(Exception, match="run `apistream train` first"):
         run_stream(spark, cfg, until_idle=True, stop=threading.Event())
+
+
+def test_train_fits_on_the_databases_final_windows_and_saves_the_model(spark, tmp_path):
+    """`apistream train` (the command, in its own process): fits on the finalised windows of
+    the analytics database in --from/--to, saves a model the stream's loader reads."""
+    cfg = load_config(environ={}, overrides={"sinks.output": str(tmp_path), "generator.rate": 100})
+    rows = simulate(cfg, 0.25).rows  # 00:00-06:00 on 1 March 2026
+    with closing(store.connect(cfg.sqlite_path)) as conn:
+        store.upsert_windows(conn, rows, 0)
+        store.mark_final(conn, "2026-03-01T05:00:00Z")  # the last hour stays open
+
+    def train_cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "apistream.cli", "train", "--output", str(tmp_path), *args],
+            capture_output=True, text=True, timeout=600, check=False,
+        )  # fmt: skip
+
+    empty = train_cli("--from", "2026-03-02", "--to", "2026-03-02")
+    assert empty.returncode == 2 and "no finalised windows" in empty.stderr
+    done = train_cli("--from", "2026-03-01T01", "--to", "2026-03-01T03")
+    assert done.returncode == 0, done.stderr
+    assert "180 windows" in done.stderr  # 01:00-04:00, final
+    model = forecast.Forecast.load(spark, cfg.forecast_model_path, 60.0)
+    scopes = {r["endpoint"] for r in rows} | {"*"}
+    assert set(model.series) == {(s, m) for s in scopes for m in forecast.METRICS}
+    assert all(band > 0 for _, band in model.series.values())

@@ -74,7 +74,7 @@ def forecast_scorer(spark: SparkSession, cfg: Config) -> Scorer:
     """The forecast detector's scorer, its model loaded once (fails here if there is none)."""
     from apistream import forecast
 
-    model = forecast.Forecast.load(cfg.forecast_model_path, cfg.processing.window)
+    model = forecast.Forecast.load(spark, cfg.forecast_model_path, cfg.processing.window)
     return lambda rows, partial, at: forecast.score(spark, model, rows, cfg, at, partial)
 
 
