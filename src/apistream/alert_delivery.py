@@ -43,13 +43,14 @@ def payload(a: Mapping[str, Any], fmt: str) -> dict[str, Any]:
         where = a["endpoint"] if a["method"] == "*" else f"{a['method']} {a['endpoint']}"
         return {
             "text": (
-                f"{a['severity']} anomaly: {a['metric']} of {where} was {a['observed']:g} "
-                f"against a baseline of {a['baseline_mean']:g} (z {a['z_score']:+.1f}) in the "
-                f"window {a['window_start']} to {a['window_end']}"
+                f"{a['severity']} anomaly ({a['detector']}): {a['metric']} of {where} was "
+                f"{a['observed']:g} against a baseline of {a['baseline_mean']:g} "
+                f"(z {a['z_score']:+.1f}) in the window {a['window_start']} to {a['window_end']}"
             )
         }
-    fields = ("endpoint", "method", "window_start", "window_end", "metric", "observed",
-              "baseline_mean", "baseline_std", "z_score", "severity", "detected_at")  # fmt: skip
+    fields = ("detector", "endpoint", "method", "window_start", "window_end", "metric",
+              "observed", "baseline_mean", "baseline_std", "z_score", "severity",
+              "detected_at")  # fmt: skip
     return {"source": "apistream", "id": anomaly_id(a), **{k: a[k] for k in fields}}
 
 

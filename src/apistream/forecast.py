@@ -4,9 +4,11 @@ Each (scope, metric) series (scope: an endpoint or '*' for the service, as in an
 has a level, the median of its log values in the training windows. A gradient-boosted tree
 model (GBTRegressor, absolute loss so the incidents in the history do not bend it) learns
 log(value) - level from the scope, the metric and the time of day, i.e. the daily cycle of
-each series. Residuals of the training windows give each series a band (1.4826 x their
-median absolute deviation). A finalised window is anomalous when its value is more than
-`anomaly.forecast.k` bands from the forecast and the change matters (anomalies.matters).
+each series. Residuals of the training windows give each series a band (`band_of`). A
+finalised window is anomalous when its value is more than `anomaly.forecast.k` bands from
+the forecast, or, for the 5xx rate, when its errors are that improbable for a Poisson count
+at the forecast rate (a rate of a few errors a window has no useful band in log space), and
+the change matters (anomalies.matters).
 
 `apistream train` fits it on the finalised windows of the analytics database and saves it
 with MLlib persistence (a PipelineModel) and its series beside it; the stream loads it
@@ -28,7 +30,7 @@ from pyspark.ml.feature import StringIndexer, VectorAssembler
 from pyspark.ml.regression import GBTRegressor
 from pyspark.sql import SparkSession
 
-from apistream.anomalies import METRICS, Observation, matters, observations
+from apistream.anomalies import METRICS, RATE_FLOOR, Observation, matters, observations, poisson_z
 from apistream.config import Config
 from apistream.errors import ApiStreamError
 
@@ -117,6 +119,16 @@ def _median(xs: list[float]) -> float:
     return s[mid] if len(s) % 2 else (s[mid - 1] + s[mid]) / 2
 
 
+def band_of(residuals: list[float]) -> float:
+    """A series' band (a std, in log units) from its training residuals: the MAD's, or the
+    99th percentile of |residual| read as 2.576 std when the tails are heavier than normal
+    (a p99 of a few hundred requests is), at least MIN_BAND."""
+    centre = _median(residuals)
+    spread = sorted(abs(r - centre) for r in residuals)
+    tail = spread[min(len(spread) - 1, int(0.99 * len(spread)))] / 2.576
+    return max(MAD_TO_STD * _median(spread), tail, MIN_BAND)
+
+
 def fit(spark: SparkSession, rows: list[dict[str, Any]], cfg: Config) -> Forecast:
     """Fit the forecast on finalised window rows (several days of history is best: the model
     learns each series' daily cycle from them)."""
@@ -158,9 +170,7 @@ def fit(spark: SparkSession, rows: list[dict[str, Any]], cfg: Config) -> Forecas
         residuals[(s, m)].append(y - p)
     series = {}
     for key, rs in residuals.items():
-        centre = _median(rs)
-        band = MAD_TO_STD * _median([abs(r - centre) for r in rs])
-        series[key] = (levels[key], max(band, MIN_BAND))
+        series[key] = (levels[key], band_of(rs))
     return Forecast(model, series, cfg.processing.window)
 
 
@@ -180,12 +190,26 @@ def predict(spark: SparkSession, forecast: Forecast, data: pd.DataFrame) -> pd.D
     band = [forecast.series[(s, m)][1] for s, m in zip(data["scope"], data["metric"],
                                                       strict=True)]  # fmt: skip
     centre = pred.reindex(data["row"]).to_numpy() + level
-    data["z"] = (data["log_value"] - centre) / band
     data["expected"] = [
-        math.exp(c) - OFFSET.get(m, 0.0) for c, m in zip(centre, data["metric"], strict=True)
+        max(math.exp(c) - OFFSET.get(m, 0.0), 0.0)
+        for c, m in zip(centre, data["metric"], strict=True)
     ]
+    data["z"] = [
+        poisson_z(round(x * n), max(e, RATE_FLOOR) * n) if m == "error_rate_5xx" else (y - c) / b
+        for x, n, e, m, y, c, b in zip(data["value"], data["requests"], data["expected"],
+                                       data["metric"], data["log_value"], centre, band,
+                                       strict=True)
+    ]  # fmt: skip
     data["band"] = band
     return data.drop(columns=["row"])
+
+
+def spread(metric: str, expected: float, band: float, requests: int) -> float:
+    """The forecast's std in the metric's own unit: Poisson's for a 5xx rate, else the
+    band's (one band up from the forecast)."""
+    if metric == "error_rate_5xx":
+        return math.sqrt(max(expected, RATE_FLOOR) / max(requests, 1))
+    return expected * (math.exp(band) - 1)
 
 
 def score(
@@ -219,7 +243,7 @@ def score(
                 "metric": r.metric,
                 "observed": float(r.value),
                 "baseline_mean": float(r.expected),
-                "baseline_std": float(r.expected * (math.exp(r.band) - 1)),
+                "baseline_std": spread(r.metric, r.expected, r.band, r.requests),
                 "z_score": float(r.z),
                 "severity": "critical" if abs(r.z) > 2 * k else "warning",
                 "detected_at": detected_at,

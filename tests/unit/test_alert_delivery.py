@@ -29,7 +29,7 @@ def receiver() -> Iterator[Receiver]:
 def anomaly(window: int, severity: str = "critical", metric: str = "latency_p95_ms") -> dict:
     start = T0 + timedelta(minutes=window)
     return {
-        "endpoint": "/api/v1/users/{id}", "method": "GET",
+        "detector": "ewma", "endpoint": "/api/v1/users/{id}", "method": "GET",
         "window_start": start.isoformat() + "Z",
         "window_end": (start + timedelta(minutes=1)).isoformat() + "Z",
         "metric": metric, "observed": 850.0, "baseline_mean": 120.0, "baseline_std": 15.0,
@@ -93,7 +93,7 @@ def test_json_and_slack_payloads_each_once_and_min_severity(db, receiver):
         "ewma|/api/v1/users/{id}|GET|2026-11-29T12:00:00Z|latency_p95_ms"
     )
     assert [p["body"]["text"] for p in slack_posts] == [
-        "critical anomaly: latency_p95_ms of GET /api/v1/users/{id} was 850 against a baseline "
+        "critical anomaly (ewma): latency_p95_ms of GET /api/v1/users/{id} was 850 against a baseline "
         "of 120 (z +48.7) in the window 2026-11-29T12:00:00Z to 2026-11-29T12:01:00Z"
     ]
 
