@@ -263,12 +263,6 @@ def read_manifest(input_dir: str | Path) -> dict[str, Any] | None:
     return json.loads(manifest.read_text()) if manifest.is_file() else None
 
 
-def read_incidents(input_dir: str | Path) -> list[dict[str, Any]] | None:
-    """The generator's incidents (manifest.json in `input_dir`), or None without a manifest."""
-    manifest = read_manifest(input_dir)
-    return None if manifest is None else manifest["incidents"]
-
-
 def read_alerts(sqlite_path: str | Path) -> list[dict[str, Any]]:
     """Every anomaly in the analytics database, in window, endpoint and metric order."""
     try:

@@ -86,6 +86,7 @@ def _anomaly_section(res: Results) -> str:
             "baseline_mean",
             "z_score",
             "severity",
+            "detector",
         )
         if c in res.anomalies.columns
     ]

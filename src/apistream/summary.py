@@ -72,15 +72,25 @@ def print_run_summary(console: Console, cfg: Config, top: int = 5) -> None:
 
 
 def _print_anomalies(console: Console, sqlite_path: str, input_dir: str, top: int = 12) -> None:
-    from apistream.evaluation import evaluate, read_alerts, read_incidents
+    from apistream.evaluation import detector_evaluations, read_alerts, read_manifest
 
     alerts = read_alerts(sqlite_path)
     table = Table(title=f"anomalies ({len(alerts)})", title_justify="left")
-    for col in ("window", "endpoint", "metric", "observed", "baseline", "z", "severity"):
+    for col in (
+        "window",
+        "detector",
+        "endpoint",
+        "metric",
+        "observed",
+        "expected",
+        "z",
+        "severity",
+    ):
         table.add_column(col)
     for a in alerts[:top]:
         table.add_row(
             a["window_start"],
+            a["detector"],
             a["endpoint"],
             a["metric"],
             f"{a['observed']:,.3g}",
@@ -89,12 +99,14 @@ def _print_anomalies(console: Console, sqlite_path: str, input_dir: str, top: in
             a["severity"],
         )
     console.print(table)
-    incidents = read_incidents(input_dir)
-    if incidents is not None:
-        result = evaluate(incidents, alerts)
+    manifest = read_manifest(input_dir)
+    if manifest is not None:
+        scores = [
+            f"{name} precision {r.precision:.2f}, recall {r.recall:.2f}"
+            for name, r in detector_evaluations(manifest, alerts).items()
+        ]
         console.print(
-            f"against the generator's {result.incidents} incidents: precision "
-            f"{result.precision:.2f}, recall {result.recall:.2f}"
+            f"against the generator's {len(manifest['incidents'])} incidents: " + "; ".join(scores)
         )
 
 

@@ -174,8 +174,10 @@ def new_batch(db_path: str) -> tuple[str, int]:
         sqlite_store.record_commit(conn, batch + 1, values["max_event_time"], 0)
     with conn:
         conn.execute(
-            "INSERT INTO anomalies VALUES ('/api/v1/search', 'GET', ?, ?, 'error_rate_5xx', 0.3,"
-            " 0.01, 0.005, 58.0, 'critical', ?)",
+            "INSERT INTO anomalies (endpoint, method, window_start, window_end, metric, observed,"
+            " baseline_mean, baseline_std, z_score, severity, detected_at) VALUES"
+            " ('/api/v1/search', 'GET', ?, ?, 'error_rate_5xx', 0.3, 0.01, 0.005, 58.0,"
+            " 'critical', ?)",
             (sqlite_store.iso(start), last_end, sqlite_store.iso(datetime(2026, 1, 1))),
         )
     conn.close()
@@ -219,9 +221,8 @@ def test_dashboard_shows_sqlite_and_follows_new_batches(
         page.wait_for_function(f"document.body.dataset.version === '{version}'", timeout=30_000)
         page.wait_for_selector("#anomalies tr.anomaly", timeout=30_000)
         assert_page_equals_sqlite(page, db_path)
-        assert page.locator("#anomalies tr.anomaly").first.inner_text().split("\t")[1:4] == [
-            "/api/v1/search", "GET", "error_rate_5xx",
-        ]  # fmt: skip
+        cells = page.locator("#anomalies tr.anomaly").first.inner_text().split("\t")
+        assert cells[1:4] + cells[-1:] == ["/api/v1/search", "GET", "error_rate_5xx", "ewma"]
         page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
     assert errors == []
     assert {u.split("/")[2] for u in attempted} == {url.split("/")[2]}

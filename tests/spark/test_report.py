@@ -158,7 +158,7 @@ def test_report_marks_each_anomaly_on_its_chart_and_lists_it(
              "requests": ("4,321", "6.5")}  # fmt: skip
     assert sorted(anomaly_rows(page)) == sorted(
         [a["window_start"], a["endpoint"], "*", a["metric"], shown[a["metric"]][0], "100",
-         shown[a["metric"]][1], "critical"]
+         shown[a["metric"]][1], "critical", "ewma"]
         for a in planted
     )  # fmt: skip
     assert errors == []

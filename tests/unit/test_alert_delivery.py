@@ -93,8 +93,8 @@ def test_json_and_slack_payloads_each_once_and_min_severity(db, receiver):
         "ewma|/api/v1/users/{id}|GET|2026-11-29T12:00:00Z|latency_p95_ms"
     )
     assert [p["body"]["text"] for p in slack_posts] == [
-        "critical anomaly (ewma): latency_p95_ms of GET /api/v1/users/{id} was 850 against a baseline "
-        "of 120 (z +48.7) in the window 2026-11-29T12:00:00Z to 2026-11-29T12:01:00Z"
+        "critical anomaly (ewma): latency_p95_ms of GET /api/v1/users/{id} was 850 against a "
+        "baseline of 120 (z +48.7) in the window 2026-11-29T12:00:00Z to 2026-11-29T12:01:00Z"
     ]
 
 

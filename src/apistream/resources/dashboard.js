@@ -91,14 +91,14 @@ function renderAnomalies(rows) {
   }
   const table = document.createElement("table");
   table.innerHTML = "<thead><tr><th>window</th><th>endpoint</th><th>method</th><th>metric</th>" +
-    "<th>observed</th><th>baseline</th><th>z</th><th>severity</th></tr></thead>";
+    "<th>observed</th><th>baseline</th><th>z</th><th>severity</th><th>detector</th></tr></thead>";
   const body = document.createElement("tbody");
   for (const a of rows) {
     const tr = document.createElement("tr");
     tr.className = "anomaly";
     tr.append(cell(a.window_start), cell(a.endpoint), cell(a.method), cell(a.metric),
       cell(a.observed, (v) => v.toPrecision(4)), cell(a.baseline_mean, (v) => v.toPrecision(4)),
-      cell(a.z_score, (v) => v.toFixed(1)), cell(a.severity));
+      cell(a.z_score, (v) => v.toFixed(1)), cell(a.severity), cell(a.detector));
     body.append(tr);
   }
   table.append(body);
