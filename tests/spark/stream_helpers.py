@@ -12,11 +12,12 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 
 from apistream.catalog import Paths
 from apistream.config import Config, load_config
-from apistream.generator.writer import ChunkSink
+from apistream.generator.writer import ChunkSink, LogGenerator
 from apistream.lake import read_table
 from apistream.pipeline.topology import run_stream
 
@@ -256,3 +257,22 @@ def live_stream(spark, cfg: Config, stop) -> tuple[threading.Thread, list[BaseEx
     ):
         time.sleep(0.2)
     return thread, failure
+
+
+def stream_from(spark, root: Path, start: datetime, **settings: object) -> Config:
+    """Generate a run whose event time starts at the fixed instant `start` and stream it to
+    the end (every window final). The stale-timestamp check (age against the ingest clock)
+    is off, since the instants are fixed."""
+    cfg = load_config(
+        environ={},
+        overrides={
+            **settings,
+            "generator.start": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "source.path": str(root / "in"),
+            "sinks.output": str(root / "out"),
+            "validation.max_age": None,
+        },
+    )
+    LogGenerator(cfg, cfg.source.path).backfill()
+    run_stream(spark, cfg, until_idle=True, stop=threading.Event())
+    return cfg

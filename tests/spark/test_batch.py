@@ -5,20 +5,18 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from stream_helpers import stream_from
 
 from apistream.batch import in_period, read_events, run_batch
-from apistream.config import load_config
-from apistream.generator.writer import LogGenerator
 from apistream.lake import committed_files, read_table
 from apistream.period import Period
-from apistream.pipeline.topology import Paths, run_stream
+from apistream.pipeline.topology import Paths
 from apistream.top import top_n
 
 # 23:50 on 14 March 2026 to 00:10 on the 15th, UTC: two date partitions and two hours. Fixed
@@ -30,22 +28,10 @@ START = MIDNIGHT - timedelta(minutes=10)
 @pytest.fixture(scope="module")
 def lake(spark, tmp_path_factory):
     root = tmp_path_factory.mktemp("batch")
-    cfg = load_config(
-        environ={},
-        overrides={
-            # The batching these tests were built for (late events need 2 batches of files).
-            "source.max_files_per_trigger": 4,
-            "generator.events": 60_000,
-            "generator.rate": 50,
-            "generator.seed": 5,
-            "generator.start": START.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "source.path": str(root / "in"),
-            "sinks.output": str(root / "out"),
-        },
-    )
-    cfg = cfg.model_copy(update={"validation": cfg.validation.model_copy(update={"max_age": None})})
-    LogGenerator(cfg, cfg.source.path).backfill()
-    run_stream(spark, cfg, until_idle=True, stop=threading.Event())
+    # The batching these tests were built for (late events need 2 batches of files).
+    settings = {"source.max_files_per_trigger": 4, "generator.events": 60_000,
+                "generator.rate": 50, "generator.seed": 5}  # fmt: skip
+    cfg = stream_from(spark, root, START, **settings)
     events = read_table(Paths.of(cfg).events).to_pandas()
     return cfg, events, run_batch(spark, cfg)
 

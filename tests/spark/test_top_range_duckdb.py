@@ -7,21 +7,17 @@ import json
 import sqlite3
 import subprocess
 import sys
-import threading
 from contextlib import closing
 from datetime import UTC, datetime
 
 import duckdb
 import pyarrow as pa
 import pytest
-from stream_helpers import cli_env
+from stream_helpers import cli_env, stream_from
 
 from apistream.catalog import Paths
-from apistream.config import load_config
-from apistream.generator.writer import LogGenerator
 from apistream.lake import read_table
 from apistream.period import Period
-from apistream.pipeline.topology import run_stream
 
 # 12:50 to 13:10 on 15 March 2026, UTC: twenty one-minute windows, ten in each hour. Fixed
 # instants, so the stale-timestamp check (age against the ingest clock) is off for this run.
@@ -32,20 +28,8 @@ START = datetime(2026, 3, 15, 12, 50, tzinfo=UTC)
 def run(spark, tmp_path_factory):
     """The run's config and its lake events (event time in epoch microseconds)."""
     root = tmp_path_factory.mktemp("top-range")
-    cfg = load_config(
-        environ={},
-        overrides={
-            "generator.events": 30_000,
-            "generator.rate": 25,
-            "generator.seed": 8,
-            "generator.start": START.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "source.path": str(root / "in"),
-            "sinks.output": str(root / "out"),
-        },
-    )
-    cfg = cfg.model_copy(update={"validation": cfg.validation.model_copy(update={"max_age": None})})
-    LogGenerator(cfg, cfg.source.path).backfill()
-    run_stream(spark, cfg, until_idle=True, stop=threading.Event())
+    settings = {"generator.events": 30_000, "generator.rate": 25, "generator.seed": 8}
+    cfg = stream_from(spark, root, START, **settings)
     with closing(sqlite3.connect(cfg.sqlite_path)) as db:  # --until-idle: all final
         (still_open,) = db.execute("SELECT COUNT(*) FROM endpoint_metrics WHERE is_final = 0")
     assert still_open == (0,)
