@@ -1,5 +1,6 @@
 """Checks before Spark starts, each failing with one line that names the path: the output
-root can be written, and the SQLite database is not held by another writer."""
+root can be written, the SQLite database is not held by another writer, the forecast
+detector has a model."""
 
 from __future__ import annotations
 
@@ -35,6 +36,19 @@ def check_output(cfg: Config) -> None:
         raise ApiStreamError(
             f"cannot write to the output directory {root} (sinks.output): {exc.strerror or exc}"
         ) from None
+
+
+def check_forecast_model(cfg: Config) -> None:
+    """With the forecast detector on, its model is there (a local path; Spark checks a URI
+    when the stream starts)."""
+    path = cfg.forecast_model_path
+    if "forecast" not in cfg.anomaly.detectors or not is_local(path):
+        return
+    if not (Path(path.removeprefix("file://")) / "series").is_dir():
+        raise ApiStreamError(
+            f"anomaly.detectors has forecast but there is no model at {path}: "
+            "run `apistream train` first"
+        )
 
 
 def check_sqlite_writable(path: str, patience_s: float = 30.0) -> None:

@@ -93,6 +93,7 @@ def stream(cfg: Config, until_idle: bool, stop: threading.Event) -> None:
     from apistream.pipeline.topology import run_stream
     from apistream.preflight import (
         check_alert_webhooks,
+        check_forecast_model,
         check_metrics_port,
         check_output,
         check_sqlite_writable,
@@ -106,6 +107,7 @@ def stream(cfg: Config, until_idle: bool, stop: threading.Event) -> None:
     check_sqlite_writable(cfg.sqlite_path)
     check_metrics_port(cfg)
     check_alert_webhooks(cfg)
+    check_forecast_model(cfg)
     if cfg.metrics.port is not None:
         console.print(f"Prometheus metrics: http://{cfg.metrics.host}:{cfg.metrics.port}/metrics")
     console.print("starting Spark…")

@@ -11,7 +11,12 @@ import pytest
 from apistream import sqlite_store
 from apistream.config import load_config
 from apistream.errors import ApiStreamError
-from apistream.preflight import check_output, check_sqlite_writable, holders
+from apistream.preflight import (
+    check_forecast_model,
+    check_output,
+    check_sqlite_writable,
+    holders,
+)
 
 
 def cfg_with_output(output):
@@ -116,3 +121,17 @@ def test_a_write_gives_up_after_its_patience(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_the_forecast_detector_needs_its_model_before_spark_starts(tmp_path):
+    cfg = load_config(
+        environ={},
+        overrides={"sinks.output": str(tmp_path), "anomaly.detectors": ["ewma", "forecast"]},
+    )
+    with pytest.raises(
+        ApiStreamError, match=r"no model at .*models/forecast: run `apistream train"
+    ):
+        check_forecast_model(cfg)
+    (tmp_path / "models" / "forecast" / "series").mkdir(parents=True)
+    check_forecast_model(cfg)  # there now
+    check_forecast_model(load_config(environ={}, overrides={"sinks.output": str(tmp_path / "x")}))
