@@ -14,10 +14,14 @@ is large enough to matter (`matters`):
   improbable for a Poisson count at the baseline rate (z of its upper tail > k), so a rise
   from 0.5% to 2% is caught on a busy endpoint within two windows;
 - latency: z > k against the EWMA; or, for a slow creep the EWMA would follow, two windows
-  in a row above the slow mean by `latency_drift` with z > k against it.
+  in a row above the slow mean by `latency_drift` with z > k/2 against it (the drift itself
+  is the evidence; the z only keeps a noisy series out).
 
-Anomalous values do not update the means, so an incident cannot teach the baseline that it
-is normal. Runs once per window in the pipeline's sink, not per record; no I/O here.
+Flagged values do not update the means, so an incident cannot teach the baseline that it is
+normal; an unflagged latency or request count moves them at most k std (`bounded`). The
+flip side: a lasting change that matters (a deploy that doubles p95) is flagged on every
+window until it reverts. Runs once per window in the pipeline's sink, not per record; no
+I/O here.
 """
 
 from __future__ import annotations
@@ -92,21 +96,28 @@ class Baseline:
     last_expected: float | None = None
 
     def update(self, x: float, span: int, slow_span: int = 0) -> None:
+        if slow_span:
+            # A baseline from before the slow mean existed starts it at its EWMA mean.
+            slow = self.slow_mean if self.slow_mean is not None else self.mean
+            beta = max(2.0 / (slow_span + 1), 1.0 / (self.windows + 1))
+            self.slow_mean = slow + beta * (x - slow)
         alpha = max(2.0 / (span + 1), 1.0 / (self.windows + 1))
         diff = x - self.mean
         incr = alpha * diff
         self.mean += incr
         self.var = (1 - alpha) * (self.var + diff * incr)
-        if slow_span:
-            slow = self.slow_mean if self.slow_mean is not None else x
-            beta = max(2.0 / (slow_span + 1), 1.0 / (self.windows + 1))
-            self.slow_mean = slow + beta * (x - slow)
         self.windows += 1
 
     def std(self, metric: str) -> float:
         """Standard deviation with a floor, so a flat baseline does not make every wiggle
-        infinitely surprising: Poisson's for a count, 5% of the mean for a latency."""
-        floor = math.sqrt(abs(self.mean)) if metric == "requests" else 0.05 * abs(self.mean)
+        infinitely surprising: Poisson's for a count, 0.1 point for a rate, 5% of the mean
+        for a latency."""
+        if metric == "requests":
+            floor = math.sqrt(abs(self.mean))
+        elif metric == "error_rate_5xx":
+            floor = RATE_FLOOR
+        else:
+            floor = 0.05 * abs(self.mean)
         return max(math.sqrt(max(self.var, 0.0)), floor, 1e-9)
 
 
@@ -213,8 +224,8 @@ def bounded(x: float, base: Baseline, metric: str, cfg: AnomalyConfig) -> float:
     the mean once the baseline is warm. A surprising window that does not matter (the first
     minute of an incident, a 15% dip) moves the baseline a little, not its variance a lot,
     and a lasting change is still learned, a step at a time."""
-    if base.windows < cfg.min_baseline_windows:
-        return x
+    if base.windows < cfg.min_baseline_windows or metric == "error_rate_5xx":
+        return x  # a rate's surprise is judged on counts (poisson_z), not on its std
     reach = cfg.k * base.std(metric)
     return min(max(x, base.mean - reach), base.mean + reach)
 

@@ -118,9 +118,10 @@ def evaluate(
     cfg = o.load_options(locals())
     manifest, alerts = read_run(cfg.source.path, cfg.sqlite_path)
     if as_json:
-        typer.echo(json.dumps(evaluate_detectors(manifest, alerts), indent=2))
+        scores = evaluate_detectors(manifest, alerts, cfg.anomaly.detectors)
+        typer.echo(json.dumps(scores, indent=2))
     else:
-        print_evaluation(console, manifest, alerts)
+        print_evaluation(console, manifest, alerts, cfg.anomaly.detectors)
 
 
 @app.command()

@@ -125,10 +125,11 @@ MinRequestsOpt = Annotated[
     _opt(help="Leave out rows with fewer requests.", show_default="report.min_ranked_requests"),
 ]
 FromOpt = Annotated[
-    str | None, _opt("--from", help="First day (YYYY-MM-DD) or hour (YYYY-MM-DDTHH), UTC.")
+    str | None,
+    _opt("--from", help="First day (YYYY-MM-DD) or hour (YYYY-MM-DDTHH), UTC (default: all)."),
 ]
 ToOpt = Annotated[
-    str | None, _opt("--to", help="Last day or hour, included (default: all of the lake).")
+    str | None, _opt("--to", help="Last day or hour, included (default: up to the newest).")
 ]
 RangeFromOpt = Annotated[
     str | None,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import statistics
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -166,10 +166,13 @@ def evaluate(
     )
 
 
-def by_detector(alerts: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """The alerts of each detector (sorted by name), then "any" (all of them) when there are
-    two detectors or more; only "any" (empty) when there is no alert."""
-    groups: dict[str, list[dict[str, Any]]] = {}
+def by_detector(
+    alerts: list[dict[str, Any]], names: Sequence[str] = ()
+) -> dict[str, list[dict[str, Any]]]:
+    """The alerts of each detector (sorted by name; every one of `names`, the detectors the
+    run had, even without an alert), then "any" (all of them) when there are two detectors
+    or more; only "any" (empty) when there is no alert and no name."""
+    groups: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
     for a in alerts:
         groups.setdefault(a.get("detector") or DEFAULT_DETECTOR, []).append(a)
     named = {name: groups[name] for name in sorted(groups)}
@@ -234,22 +237,25 @@ def detector_scores(result: Evaluation, days: float | None) -> dict[str, Any]:
 
 
 def detector_evaluations(
-    manifest: dict[str, Any], alerts: list[dict[str, Any]]
+    manifest: dict[str, Any], alerts: list[dict[str, Any]], names: Sequence[str] = ()
 ) -> dict[str, Evaluation]:
     """Each detector's alerts (and "any", see `by_detector`) against the manifest's
     incidents."""
     incidents, window_s = manifest["incidents"], window_of(manifest)
     return {
-        name: evaluate(incidents, group, window_s) for name, group in by_detector(alerts).items()
+        name: evaluate(incidents, group, window_s)
+        for name, group in by_detector(alerts, names).items()
     }
 
 
-def evaluate_detectors(manifest: dict[str, Any], alerts: list[dict[str, Any]]) -> dict:
+def evaluate_detectors(
+    manifest: dict[str, Any], alerts: list[dict[str, Any]], names: Sequence[str] = ()
+) -> dict:
     """`apistream evaluate --json`: per detector, overall precision, recall and median time
     to detect (windows), the same per incident kind (precision null, see `kind_scores`), and
     false alarms per simulated day (null without the manifest's event-time span). A ratio
     with nothing to divide by (no alert, no incident) is null."""
-    return report(detector_evaluations(manifest, alerts), simulated_days(manifest))
+    return report(detector_evaluations(manifest, alerts, names), simulated_days(manifest))
 
 
 def report(evaluations: dict[str, Evaluation], days: float | None) -> dict:

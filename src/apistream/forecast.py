@@ -30,7 +30,7 @@ from pyspark.ml.feature import StringIndexer, VectorAssembler
 from pyspark.ml.regression import GBTRegressor
 from pyspark.sql import SparkSession
 
-from apistream.anomalies import METRICS, RATE_FLOOR, Observation, matters, observations, poisson_z
+from apistream.anomalies import RATE_FLOOR, Observation, matters, observations, poisson_z
 from apistream.config import Config
 from apistream.errors import ApiStreamError
 
@@ -132,7 +132,11 @@ def band_of(residuals: list[float]) -> float:
 def fit(spark: SparkSession, rows: list[dict[str, Any]], cfg: Config) -> Forecast:
     """Fit the forecast on finalised window rows (several days of history is best: the model
     learns each series' daily cycle from them)."""
-    data = frame(observations(rows))
+    starts = [r["window_start"] for r in rows]
+    partial = {min(starts), max(starts)} if starts else set()  # requests there are partial
+    data = frame(
+        o for o in observations(rows) if o.metric != "requests" or o.window_start not in partial
+    )
     if data.empty:
         raise ApiStreamError("no finalised windows to train on")
     by_series: dict[tuple[str, str], list[float]] = defaultdict(list)
@@ -250,9 +254,6 @@ def score(
             }
         )
     return sorted(found, key=lambda a: (a["window_start"], a["endpoint"], a["metric"]))
-
-
-__all__ = ["DETECTOR", "METRICS", "Forecast", "fit", "history", "predict", "score"]
 
 
 def history(sqlite_path: str, start: str | None, end: str | None) -> list[dict[str, Any]]:

@@ -44,7 +44,8 @@ def check_forecast_model(cfg: Config) -> None:
     path = cfg.forecast_model_path
     if "forecast" not in cfg.anomaly.detectors or not is_local(path):
         return
-    if not (Path(path.removeprefix("file://")) / "series").is_dir():
+    root = Path(path.removeprefix("file://"))
+    if not ((root / "series").is_dir() and (root / "model").is_dir()):
         raise ApiStreamError(
             f"anomaly.detectors has forecast but there is no model at {path}: "
             "run `apistream train` first"

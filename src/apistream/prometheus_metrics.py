@@ -63,7 +63,7 @@ class Snapshot:
     totals: dict[str, int] = field(default_factory=dict)
     reasons: dict[str, int] = field(default_factory=dict)
     queries: dict[str, QueryProgress] = field(default_factory=dict)
-    anomalies: dict[tuple[str, str], int] = field(default_factory=dict)
+    anomalies: dict[tuple[str, str, str], int] = field(default_factory=dict)
     endpoints: list[EndpointWindow] = field(default_factory=list)
     newest_event: str | None = None
     newest_final_window_end: str | None = None
@@ -102,9 +102,9 @@ def _read(db: sqlite3.Connection) -> Snapshot:
         )
     }
     anomalies = {
-        (metric, severity): n
-        for metric, severity, n in db.execute(
-            "SELECT metric, severity, COUNT(*) FROM anomalies GROUP BY 1, 2"
+        (detector, metric, severity): n
+        for detector, metric, severity, n in db.execute(
+            "SELECT detector, metric, severity, COUNT(*) FROM anomalies GROUP BY 1, 2, 3"
         )
     }
     # The newest final window of each configured endpoint (the endpoints table): the labels
@@ -198,11 +198,11 @@ def families(snap: Snapshot, now: datetime) -> Iterator[Metric]:
 
     anomalies = CounterMetricFamily(
         f"{PREFIX}_anomalies",
-        "Anomalies raised, by metric and severity.",
-        labels=["metric", "severity"],
+        "Anomalies raised, by detector, metric and severity.",
+        labels=["detector", "metric", "severity"],
     )
-    for (metric, severity), n in sorted(snap.anomalies.items()):
-        anomalies.add_metric([metric, severity], n)
+    for key, n in sorted(snap.anomalies.items()):
+        anomalies.add_metric(list(key), n)
     yield anomalies
 
     labels = ["endpoint", "method"]

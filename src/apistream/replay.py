@@ -12,7 +12,6 @@ before any window.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -137,7 +136,3 @@ def window_rows(records: pl.DataFrame, window_ms: int) -> list[dict[str, Any]]:
 def iso_s(ms: int) -> str:
     """Epoch milliseconds (whole seconds) as the window text: 2026-03-01T10:05:00Z."""
     return np.datetime_as_string(np.datetime64(int(ms) // 1000, "s"), unit="s") + "Z"
-
-
-def days_of(sim: Simulation) -> float:
-    return (sim.end_ms - sim.start_ms) / DAY_MS if sim.end_ms > sim.start_ms else math.nan

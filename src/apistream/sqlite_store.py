@@ -14,10 +14,11 @@ import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from apistream.anomalies import ANOMALY_SCHEMA
+from apistream.anomalies import ANOMALY_SCHEMA, Baseline
 from apistream.catalog import PIPELINE_QUERY
 from apistream.errors import ApiStreamError
 from apistream.timefmt import iso, now_iso, parse_iso
@@ -355,7 +356,7 @@ def first_window_start(conn: sqlite3.Connection) -> str | None:
     return conn.execute("SELECT MIN(window_start) FROM endpoint_metrics").fetchone()[0]
 
 
-BASELINE_COLUMNS = ("windows", "mean", "var", "slow_mean", "last_value", "last_expected")
+BASELINE_COLUMNS = tuple(f.name for f in fields(Baseline))
 
 
 def read_baselines(conn: sqlite3.Connection) -> dict[tuple[str, str], tuple[Any, ...]]:
@@ -537,7 +538,9 @@ def record_attempt(
     """The outcome of one delivery attempt of an anomaly to a webhook."""
     with conn:
         conn.execute(
-            "INSERT OR REPLACE INTO alert_deliveries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO alert_deliveries (webhook, detector, endpoint, method, "
+            "window_start, metric, attempts, next_attempt_at, delivered_at, last_error) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (webhook, *(anomaly[k] for k in ANOMALY_KEY), attempts, next_attempt_at,
              delivered_at, error),
         )  # fmt: skip

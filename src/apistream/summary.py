@@ -3,6 +3,7 @@ from SQLite), the batch summary, evaluation, top-N and the config check."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
@@ -63,7 +64,7 @@ def print_run_summary(console: Console, cfg: Config, top: int = 5) -> None:
     dq.add_row("input", f"{totals['input']:,}", style="bold")
     dq.caption = verdict(totals)
     console.print(dq)
-    _print_anomalies(console, paths.sqlite, cfg.source.path)
+    _print_anomalies(console, paths.sqlite, cfg.source.path, cfg.anomaly.detectors)
     console.print(
         f"outputs: SQLite {paths.sqlite} | events {paths.events} | quarantine "
         f"{paths.quarantine} | final windows {paths.endpoint_metrics} | checkpoints "
@@ -71,8 +72,10 @@ def print_run_summary(console: Console, cfg: Config, top: int = 5) -> None:
     )
 
 
-def _print_anomalies(console: Console, sqlite_path: str, input_dir: str, top: int = 12) -> None:
-    from apistream.evaluation import detector_evaluations, read_alerts, read_manifest
+def _print_anomalies(
+    console: Console, sqlite_path: str, input_dir: str, detectors: Sequence[str], top: int = 12
+) -> None:
+    from apistream.evaluation import detector_evaluations, ratio, read_alerts, read_manifest
 
     alerts = read_alerts(sqlite_path)
     table = Table(title=f"anomalies ({len(alerts)})", title_justify="left")
@@ -102,8 +105,9 @@ def _print_anomalies(console: Console, sqlite_path: str, input_dir: str, top: in
     manifest = read_manifest(input_dir)
     if manifest is not None:
         scores = [
-            f"{name} precision {r.precision:.2f}, recall {r.recall:.2f}"
-            for name, r in detector_evaluations(manifest, alerts).items()
+            f"{name} precision {_num(ratio(r.true_alerts, r.alerts), '{:.2f}')}, "
+            f"recall {_num(ratio(r.found, r.incidents), '{:.2f}')}"
+            for name, r in detector_evaluations(manifest, alerts, detectors).items()
         ]
         console.print(
             f"against the generator's {len(manifest['incidents'])} incidents: " + "; ".join(scores)
@@ -116,14 +120,17 @@ def _num(value: float | None, fmt: str = "{:.3f}") -> str:
 
 
 def print_evaluation(
-    console: Console, manifest: dict[str, Any], alerts: list[dict[str, Any]]
+    console: Console,
+    manifest: dict[str, Any],
+    alerts: list[dict[str, Any]],
+    detectors: Sequence[str] = (),
 ) -> None:
     """`apistream evaluate`: per detector a table of recall and median time to detect per
     incident kind (precision only overall, see evaluation.kind_scores) and its false alarms
     per day; then each incident, the detectors that found it and when."""
     from apistream.evaluation import detector_evaluations, report, simulated_days
 
-    evaluations = detector_evaluations(manifest, alerts)
+    evaluations = detector_evaluations(manifest, alerts, detectors)
     scores = report(evaluations, simulated_days(manifest))["detectors"]
     for name, result in evaluations.items():
         console.print(_detector_table(name, result, scores[name]))

@@ -16,6 +16,7 @@ from pyspark.sql import functions as F
 
 from apistream import forecast
 from apistream import sqlite_store as store
+from apistream.anomalies import METRICS
 from apistream.bench.detection import alerts_of, config, train
 from apistream.config import load_config
 from apistream.evaluation import detector_evaluations, evaluate
@@ -166,5 +167,5 @@ def test_train_fits_on_the_databases_final_windows_and_saves_the_model(spark, tm
     assert "180 windows" in done.stderr  # 01:00-04:00, final
     model = forecast.Forecast.load(spark, cfg.forecast_model_path, 60.0)
     scopes = {r["endpoint"] for r in rows} | {"*"}
-    assert set(model.series) == {(s, m) for s in scopes for m in forecast.METRICS}
+    assert set(model.series) == {(s, m) for s in scopes for m in METRICS}
     assert all(band > 0 for _, band in model.series.values())

@@ -181,12 +181,9 @@ def test_no_alerts():
 
 
 def write_run(root: Path, manifest: dict, alerts: list[dict]) -> None:
-    """The manifest and an analytics database holding `alerts` (with a detector column)."""
+    """The manifest and an analytics database holding `alerts`."""
     (root / "manifest.json").write_text(json.dumps(manifest))
     with closing(sqlite_store.connect(root / "analytics.db")) as db:
-        columns = {r[1] for r in db.execute("PRAGMA table_info(anomalies)")}
-        if "detector" not in columns:
-            db.execute("ALTER TABLE anomalies ADD COLUMN detector TEXT")
         for a in alerts:
             row = {"method": "*", "baseline_mean": 100.0, "baseline_std": 10.0,
                    "detected_at": DAY + "23:59:00Z", **a}  # fmt: skip
@@ -235,3 +232,16 @@ def test_cli_reads_an_old_database(tmp_path):
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["detectors"]["ewma"]["all"] == {
         "precision": 1.0, "recall": 1.0, "median_ttd_windows": 2.0}  # fmt: skip
+
+
+def test_a_configured_detector_without_alerts_scores_zero_recall():
+    ewma_only = [a for a in ALERTS if a.get("detector", "ewma") == "ewma"]
+    scores = evaluate_detectors(MANIFEST, ewma_only, ("ewma", "forecast"))["detectors"]
+    assert list(scores) == ["ewma", "forecast", "any"]
+    assert scores["forecast"]["all"] == {
+        "precision": None,
+        "recall": 0.0,
+        "median_ttd_windows": None,
+    }
+    assert scores["forecast"]["false_alarms_per_day"] == 0.0
+    assert scores["any"]["all"] == scores["ewma"]["all"]

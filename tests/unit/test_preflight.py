@@ -133,5 +133,8 @@ def test_the_forecast_detector_needs_its_model_before_spark_starts(tmp_path):
     ):
         check_forecast_model(cfg)
     (tmp_path / "models" / "forecast" / "series").mkdir(parents=True)
+    with pytest.raises(ApiStreamError, match="no model at"):
+        check_forecast_model(cfg)  # the series without the model
+    (tmp_path / "models" / "forecast" / "model").mkdir()
     check_forecast_model(cfg)  # there now
     check_forecast_model(load_config(environ={}, overrides={"sinks.output": str(tmp_path / "x")}))

@@ -47,7 +47,7 @@ def test_a_snapshot_becomes_counters_and_gauges():
         },
         reasons={"malformed_json": 4, "wrong_type": 2},
         queries={"pipeline": QueryProgress(3, 1500, 20.0, 40.0, "2026-11-29T11:58:00Z", 90)},
-        anomalies={("latency_p95_ms", "critical"): 2},
+        anomalies={("ewma", "latency_p95_ms", "critical"): 2},
         endpoints=[EndpointWindow("/api/v1/users", "GET", 60.0, 120, 6, 250.0)],
         newest_event="2026-11-29T11:59:30Z",
         newest_final_window_end="2026-11-29T11:59:00Z",
@@ -62,7 +62,7 @@ def test_a_snapshot_becomes_counters_and_gauges():
     assert got[("apistream_watermark_lag_seconds", (("query", "pipeline"),))] == 90.0
     assert got[("apistream_newest_event_age_seconds", ())] == 30.0
     assert got[("apistream_newest_final_window_age_seconds", ())] == 60.0
-    key = (("metric", "latency_p95_ms"), ("severity", "critical"))
+    key = (("detector", "ewma"), ("metric", "latency_p95_ms"), ("severity", "critical"))
     assert got[("apistream_anomalies_total", key)] == 2
     ep = (("endpoint", "/api/v1/users"), ("method", "GET"))
     assert got[("apistream_endpoint_requests_per_second", ep)] == 2.0
