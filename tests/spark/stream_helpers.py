@@ -202,9 +202,10 @@ def cli_env(settings: dict[str, object], **extra: str) -> dict[str, str]:
     }
 
 
-def cli_stream(cfg: Config, incoming: Path) -> list[str]:
-    """`apistream stream --until-idle` over `incoming` into the outputs of `cfg`."""
-    return [sys.executable, "-m", "apistream.cli", "stream", "--until-idle",
+def cli_stream(cfg: Config, incoming: Path, until_idle: bool = True) -> list[str]:
+    """`apistream stream [--until-idle]` over `incoming` into the outputs of `cfg`."""
+    return [sys.executable, "-m", "apistream.cli", "stream",
+            *(["--until-idle"] if until_idle else []),
             "--input", str(incoming), "--output", cfg.sinks.output]  # fmt: skip
 
 
