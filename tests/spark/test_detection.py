@@ -72,20 +72,21 @@ def trained(spark):
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_subtle_incidents_meet_the_targets(spark, trained, seed):
-    """Two days at 300 events/s on the daily cycle, 16 incidents of the 8 kinds: the better
-    detector has precision and recall >= 0.95 and a median time to detect <= 2 windows."""
+    """Two days at 300 events/s on the daily cycle, 16 incidents of the 8 kinds: each
+    detector has precision and recall >= 0.95, a median time to detect <= 2 windows, and at
+    most one false alarm a simulated day."""
     manifest, alerts = alerts_of(spark, config(seed, 16), 2, trained)
     assert {i["kind"] for i in manifest["incidents"]} >= {
         "latency_creep", "error_rise", "method_outage", "slow_dependency", "traffic_drop"
     }  # fmt: skip
-    results = detector_evaluations(manifest, alerts)
-    assert {"ewma", "forecast"} <= results.keys()
-    best = max(results.values(), key=lambda r: (min(r.precision, r.recall), -len(r.false_alerts)))
-    assert best.precision >= 0.95, best.false_alerts
-    assert best.recall >= 0.95, best.missed
-    found = sorted(t for t in best.ttd if t is not None)
-    assert found[len(found) // 2] <= 2
-    assert len(best.false_alerts) <= 2  # <= 1 a simulated day
+    results = detector_evaluations(manifest, alerts, ("ewma", "forecast"))
+    for name in ("ewma", "forecast"):
+        r = results[name]
+        assert r.precision >= 0.95, (name, r.false_alerts)
+        assert r.recall >= 0.95, (name, r.missed)
+        found = sorted(t for t in r.ttd if t is not None)
+        assert found[len(found) // 2] <= 2, (name, r.ttd)
+        assert len(r.false_alerts) <= 2, (name, r.false_alerts)  # <= 1 a simulated day
 
 
 def test_no_incidents_no_more_than_one_false_alarm_a_day(spark, trained):
