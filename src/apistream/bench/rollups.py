@@ -70,17 +70,21 @@ def main() -> None:
                 lambda g=g: rollup(read_events(spark, paths.events), g).toPandas(), args.runs
             )
             merge_s, approx = timed(lambda g=g: merged(cfg.sqlite_path, g), args.runs)
-            worst = 0.0
+            # Spark's `percentile` interpolates between ranks, the histograms give the
+            # ceil(p*n)-th value: on a few requests the two definitions differ by more than
+            # the histograms' 0.5%, so the gap is also shown over rows of >= 1,000 requests.
+            worst = {1: 0.0, 1000: 0.0}
             for r in exact.itertuples(index=False):
                 key = (r.period_start[: PERIOD_CHARS[g]], r.endpoint, r.method)
-                for x, y in zip(
-                    (r.latency_p50_ms, r.latency_p95_ms, r.latency_p99_ms), approx[key], strict=True
-                ):
-                    worst = max(worst, abs(y - x) / x)
+                pcts = (r.latency_p50_ms, r.latency_p95_ms, r.latency_p99_ms)
+                for x, y in zip(pcts, approx[key], strict=True):
+                    for least in worst:
+                        if r.requests >= least:
+                            worst[least] = max(worst[least], abs(y - x) / x)
             print(
                 f"{g}: lake (Spark, exact) {lake_s:.2f} s, merged histograms {merge_s:.2f} s "
-                f"({lake_s / merge_s:.1f}x), {len(exact)} rows, worst percentile gap "
-                f"{worst:.3%}"
+                f"({lake_s / merge_s:.0f}x), {len(exact)} rows, worst percentile gap "
+                f"{worst[1]:.3%} ({worst[1000]:.3%} over rows of >= 1,000 requests)"
             )
     finally:
         spark.stop()
