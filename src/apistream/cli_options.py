@@ -135,16 +135,16 @@ RangeFromOpt = Annotated[
     str | None,
     _opt(
         "--from",
-        help="With --to: rank endpoints over the final windows from this day (YYYY-MM-DD) "
-        "or hour (YYYY-MM-DDTHH), UTC.",
+        help="With --to: rank endpoints over the final windows from this day (YYYY-MM-DD), "
+        "hour (YYYY-MM-DDTHH) or minute (YYYY-MM-DDTHH:MM), UTC.",
     ),
 ]
 RangeToOpt = Annotated[
     str | None,
     _opt(
         "--to",
-        help="Last day or hour of the range, included (windows starting before its end; "
-        "--to 2026-11-29T13 ends at 14:00).",
+        help="Last day, hour or minute of the range, included (windows starting before its "
+        "end: --to 2026-11-29T13 ends at 14:00, --to 2026-11-29T13:05 at 13:06).",
     ),
 ]
 JsonOpt = Annotated[

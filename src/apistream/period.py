@@ -17,11 +17,13 @@ from apistream.errors import UsageError
 _SHAPE = re.compile(r"^\d{4}-\d{2}-\d{2}(?:[Tt ]\d{2}(?::.*)?(?:[+-].*|Z)?)?$")
 DAY = timedelta(days=1)
 HOUR = timedelta(hours=1)
+MINUTE = timedelta(minutes=1)
 
 
-def _parse(text: str, option: str) -> tuple[datetime, timedelta]:
+def _parse(text: str, option: str, finest: timedelta = HOUR) -> tuple[datetime, timedelta]:
     """A day (YYYY-MM-DD) or an hour (YYYY-MM-DDTHH, minutes and seconds 0 if given) ->
-    its start in UTC and its length."""
+    its start in UTC and its length; with `finest` MINUTE, a text with minutes
+    (YYYY-MM-DDTHH:MM) is that minute."""
     try:
         if not _SHAPE.match(text):
             raise ValueError(text)
@@ -33,6 +35,10 @@ def _parse(text: str, option: str) -> tuple[datetime, timedelta]:
     moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
     if len(text) == len("YYYY-MM-DD"):
         return moment, DAY
+    if finest <= MINUTE and ":" in text[11:]:
+        if (moment.second, moment.microsecond) != (0, 0):
+            raise UsageError(f"{option}: {text!r} is not a whole minute")
+        return moment, MINUTE
     if (moment.minute, moment.second, moment.microsecond) != (0, 0, 0):
         raise UsageError(f"{option}: {text!r} is not a whole hour")
     return moment, HOUR
@@ -62,12 +68,13 @@ class Period:
     end: datetime | None = None
 
     @classmethod
-    def parse(cls, first: str | None, last: str | None) -> Period:
-        """From the inclusive `--from` and `--to` of the command line."""
-        start = _parse(first, "--from")[0] if first else None
+    def parse(cls, first: str | None, last: str | None, finest: timedelta = HOUR) -> Period:
+        """From the inclusive `--from` and `--to` of the command line (days, hours, and with
+        `finest` MINUTE minutes)."""
+        start = _parse(first, "--from", finest)[0] if first else None
         end = None
         if last:
-            moment, length = _parse(last, "--to")
+            moment, length = _parse(last, "--to", finest)
             end = moment + length
         if start is not None and end is not None and end <= start:
             raise UsageError(f"--to {last} is before --from {first}")

@@ -8,7 +8,7 @@ from collections import defaultdict
 from typing import Any
 
 from apistream.errors import ApiStreamError, UsageError
-from apistream.period import Period
+from apistream.period import MINUTE, Period
 from apistream.range_percentiles import range_quantiles
 from apistream.window_metrics import PERCENTILES
 
@@ -96,7 +96,7 @@ def range_of(first: str | None, last: str | None, period: str, when: str | None)
         raise UsageError(f"--from/--to rank a range of windows: leave out --period {period}")
     if when is not None:
         raise UsageError("--when names one window or day: leave it out with --from/--to")
-    return Period.parse(first, last)
+    return Period.parse(first, last, MINUTE)
 
 
 def top_range(

@@ -15,7 +15,7 @@ from cli_runner import cli
 
 from apistream import sqlite_store
 from apistream.latency_histogram import LOG_GAMMA, RELATIVE_ERROR
-from apistream.period import Period
+from apistream.period import MINUTE, Period
 from apistream.timefmt import iso
 from apistream.top import open_windows, top_range
 from apistream.window_metrics import merge_windows
@@ -159,6 +159,12 @@ def test_range_bounds_and_final_windows_only(db):
     assert b["p99"] < 1000
     assert open_windows(db, hour11) == 1
     assert open_windows(db, HOUR10) == 0
+    # Minutes: 10:59 to 11:00, both included: the 11:00 window is in, 10:58 and 11:01 not.
+    two = Period.parse("2026-11-30T10:59", "2026-11-30T11:00", MINUTE)
+    assert (two.start_iso, two.end_iso) == ("2026-11-30T10:59:00Z", "2026-11-30T11:01:00Z")
+    eleven = Period.parse("2026-11-30T11:00", "2026-11-30T11:00", MINUTE)
+    a = {r["endpoint"]: r for r in top_range(db, "p99", eleven, 10, 1)}["/a"]
+    assert a["requests"] == 100 and a["p99"] == pytest.approx(50_000.0, rel=RELATIVE_ERROR)
 
 
 def test_json_prints_only_the_ranked_list(db_dir, db):
@@ -198,8 +204,8 @@ def test_the_table_form(db_dir):
         (["--from", "2026-11-30", "--to", "2026-11-30", "--when", "2026-11-30"],
          "--when names one window or day: leave it out with --from/--to"),
         (["--json"], "--json needs a range: give --from and --to"),
-        (["--from", "2026-11-30T10:30", "--to", "2026-11-30T11"],
-         "--from: '2026-11-30T10:30' is not a whole hour"),
+        (["--from", "2026-11-30T10:30:15", "--to", "2026-11-30T11"],
+         "--from: '2026-11-30T10:30:15' is not a whole minute"),
         (["--from", "2026-11-30T11", "--to", "2026-11-30T10"],
          "--to 2026-11-30T10 is before --from 2026-11-30T11"),
         (["--from", "yesterday", "--to", "2026-11-30"],
@@ -218,5 +224,5 @@ def test_usage_errors_are_one_line(db_dir, args, message):
 def test_help_says_the_end_is_included():
     out = cli("top", "--help")
     text = " ".join(out.stdout.replace("│", " ").split())
-    assert "Last day or hour of the range, included" in text
+    assert "Last day, hour or minute of the range, included" in text
     assert "--json" in text
