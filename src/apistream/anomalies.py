@@ -42,6 +42,8 @@ METRICS = ("requests", "error_rate_5xx", "latency_avg_ms", "latency_p95_ms", "la
 # Metrics with a slow mean: the 5xx rate's expected count, and the latencies a creep is
 # measured against (p99 is too noisy a window to judge a 25% drift on).
 SLOW_METRICS = ("error_rate_5xx", "latency_avg_ms", "latency_p95_ms")
+# Share of a window's requests above each percentile metric (anomaly.min_tail_requests).
+TAIL_SHARE = {"latency_p95_ms": 0.05, "latency_p99_ms": 0.01}
 RATE_FLOOR = 0.001  # a 5xx baseline of 0 is read as 0.1%, so one error is not a surprise
 
 ANOMALY_SCHEMA = """
@@ -168,6 +170,8 @@ def matters(
         return x <= expected * cfg.traffic_drop_ratio
     if requests < cfg.min_requests or z <= 0:
         return False
+    if metric in TAIL_SHARE and requests * TAIL_SHARE[metric] < cfg.min_tail_requests:
+        return False  # a p99 of 100 requests is their maximum: too noisy to page on
     if metric == "error_rate_5xx":
         return (
             x - expected >= cfg.min_error_rate_increase

@@ -509,6 +509,7 @@ class AnomalyConfig(_Model):
     slow_baseline_windows: int = Field(default=360, ge=2)
     min_baseline_windows: int = Field(default=10, ge=1)
     min_requests: int = Field(default=20, ge=1)
+    min_tail_requests: int = Field(default=10, ge=1)
     min_latency_increase: float = Field(default=0.5, ge=0)
     latency_drift: float = Field(default=0.25, gt=0)
     min_error_rate_increase: float = Field(default=0.003, ge=0, le=1)

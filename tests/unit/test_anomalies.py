@@ -24,7 +24,7 @@ def test_baseline_is_a_running_mean_then_ewma():
     assert b.mean == pytest.approx(before + (1000 - before) * max(2 / 21, 1 / 4))
 
 
-def obs(metric, x, requests=100, errors=0):
+def obs(metric, x, requests=1000, errors=0):
     return {metric: x, "requests": requests, "errors_5xx": errors}
 
 
@@ -36,6 +36,11 @@ def test_rules_need_baseline_z_and_effect_size():
     assert check("latency_p95_ms", obs("latency_p95_ms", 149), b, CFG) is None  # only +49%
     assert check("latency_p95_ms", obs("latency_p95_ms", 250), b, CFG) == (15, 100)
     assert check("latency_p95_ms", obs("latency_p95_ms", 250, requests=5), b, CFG) is None
+    # a p95 needs min_tail_requests (10) above it: 200 requests; a p99 1,000
+    assert check("latency_p95_ms", obs("latency_p95_ms", 250, requests=199), b, CFG) is None
+    assert check("latency_p95_ms", obs("latency_p95_ms", 250, requests=200), b, CFG) == (15, 100)
+    assert check("latency_p99_ms", obs("latency_p99_ms", 250, requests=999), b, CFG) is None
+    assert check("latency_avg_ms", obs("latency_avg_ms", 250, requests=100), b, CFG) == (15, 100)
     traffic = Baseline(20, 1000.0, 100.0)  # std: Poisson's sqrt(1000) = 31.6, not 10
     assert check("requests", obs("requests", 700, 700), traffic, CFG)[0] == pytest.approx(
         -300 / math.sqrt(1000)
@@ -132,7 +137,7 @@ def test_detector_keeps_baselines_and_flags_a_spike():
     found_all = []
     for i, ws in enumerate(windows):
         p95 = 500.0 if i == 12 else 100.0 + (i % 3)
-        rows = [row(ws, "/a", "GET", 100, 0, [p95 / 2] * 90 + [p95] * 10)]
+        rows = [row(ws, "/a", "GET", 1000, 0, [p95 / 2] * 900 + [p95] * 100)]
         found, baselines = score_windows(rows, baselines, CFG, "now", windows[0])
         assert bool(found) == (i == 12), (i, found)
         found_all += found
