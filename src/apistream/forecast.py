@@ -260,13 +260,5 @@ def history(sqlite_path: str, start: str | None, end: str | None) -> list[dict[s
     """The finalised window rows of the analytics database in [start, end) (None: open)."""
     from apistream import sqlite_store
 
-    sql = "SELECT * FROM endpoint_metrics WHERE is_final = 1"
-    args = []
-    if start:
-        sql, args = sql + " AND window_start >= ?", [*args, start]
-    if end:
-        sql, args = sql + " AND window_start < ?", [*args, end]
     with sqlite_store.read_only(sqlite_path) as db:
-        cur = db.execute(sql + " ORDER BY window_start, endpoint, method", args)
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, r, strict=True)) for r in cur]
+        return sqlite_store.final_windows(db, start, end)

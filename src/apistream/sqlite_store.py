@@ -315,6 +315,20 @@ def _dicts(cur: sqlite3.Cursor) -> list[dict[str, Any]]:
     return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
 
+def final_windows(
+    conn: sqlite3.Connection, start: str | None, end: str | None, columns: str = "*"
+) -> list[dict[str, Any]]:
+    """The finalised window rows starting in [start, end) (None: open on that side), in
+    window, endpoint and method order."""
+    cur = conn.execute(
+        f"SELECT {columns} FROM endpoint_metrics WHERE is_final = 1 "
+        "AND (?1 IS NULL OR window_start >= ?1) AND (?2 IS NULL OR window_start < ?2) "
+        "ORDER BY window_start, endpoint, method",
+        (start, end),
+    )
+    return _dicts(cur)
+
+
 def read_windows(
     conn: sqlite3.Connection, window_starts: Iterable[str]
 ) -> dict[tuple[str, str, str], dict[str, Any]]:

@@ -10,6 +10,7 @@ from typing import Any
 from apistream.errors import ApiStreamError, UsageError
 from apistream.period import MINUTE, Period
 from apistream.range_percentiles import range_quantiles
+from apistream.sqlite_store import final_windows
 from apistream.window_metrics import PERCENTILES
 
 RANKINGS = {
@@ -83,7 +84,7 @@ RANGE_RANKINGS = {
     "error_5xx": "error_rate_5xx",
     "busiest": "requests",
 }
-# The final windows of a Period: window_start in [start, end); None leaves that side open.
+# The windows of a Period: window_start in [start, end); None leaves that side open.
 _IN_RANGE = "(?1 IS NULL OR window_start >= ?1) AND (?2 IS NULL OR window_start < ?2)"
 
 
@@ -108,15 +109,13 @@ def top_range(
     rates (sums over sums). Endpoints with fewer than min_requests requests are left out."""
     if by not in RANGE_RANKINGS:
         raise UsageError(f"--by must be one of {', '.join(RANGE_RANKINGS)}")
-    cur = conn.execute(
-        "SELECT endpoint, requests, status_4xx, status_5xx, latency_histogram, latency_min_ms, "
-        f"latency_max_ms FROM endpoint_metrics WHERE is_final = 1 AND {_IN_RANGE}",
-        (period.start_iso, period.end_iso),
+    columns = (
+        "endpoint, requests, status_4xx, status_5xx, latency_histogram, latency_min_ms, "
+        "latency_max_ms"
     )
-    names = [d[0] for d in cur.description]
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for r in cur.fetchall():
-        groups[r[0]].append(dict(zip(names, r, strict=True)))
+    for r in final_windows(conn, period.start_iso, period.end_iso, columns):
+        groups[r["endpoint"]].append(r)
     rows = []
     for endpoint, group in groups.items():
         requests = sum(r["requests"] for r in group)

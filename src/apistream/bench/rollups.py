@@ -29,17 +29,13 @@ PERIOD_CHARS = {"hour": 13, "day": 10}  # ISO prefix of a window start naming it
 
 def merged(sqlite_path: str, granularity: str) -> dict[tuple[str, str, str], list[float | None]]:
     """(period prefix, endpoint, method) -> p50/p95/p99 from the merged window histograms."""
+    columns = "window_start, endpoint, method, latency_histogram, latency_min_ms, latency_max_ms"
     with sqlite_store.read_only(sqlite_path) as db:
-        rows = db.execute(
-            "SELECT window_start, endpoint, method, latency_histogram, latency_min_ms, "
-            "latency_max_ms FROM endpoint_metrics WHERE is_final = 1"
-        ).fetchall()
+        rows = sqlite_store.final_windows(db, None, None, columns)
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
     cut = PERIOD_CHARS[granularity]
-    for ws, endpoint, method, hist, lo, hi in rows:
-        groups[(ws[:cut], endpoint, method)].append(
-            {"latency_histogram": hist, "latency_min_ms": lo, "latency_max_ms": hi}
-        )
+    for r in rows:
+        groups[(r["window_start"][:cut], r["endpoint"], r["method"])].append(r)
     return {key: range_quantiles(g, PERCENTILES) for key, g in groups.items()}
 
 
