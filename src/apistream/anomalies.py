@@ -244,28 +244,35 @@ def expected_rate(base: Baseline) -> float:
 BaselineRows = dict[tuple[str, str], tuple[Any, ...]]
 
 
+def partial_windows(
+    rows: Iterable[dict[str, Any]], first_window: str | None, complete_until: str | None
+) -> frozenset[str]:
+    """The starts of the windows among `rows` whose request counts are partial, which no
+    detector judges: the stream's first window, and one ending after the newest event seen
+    (`complete_until`, at the end of input)."""
+    return frozenset(
+        r["window_start"]
+        for r in rows
+        if r["window_start"] == first_window
+        or (complete_until is not None and r["window_end"] > complete_until)
+    )
+
+
 def score_windows(
     final_rows: list[dict[str, Any]],
     baselines: BaselineRows,
     cfg: AnomalyConfig,
     detected_at: str,
-    first_window: str | None = None,
-    complete_until: str | None = None,
+    partial: frozenset[str] = frozenset(),
 ) -> tuple[list[dict[str, Any]], BaselineRows]:
     """Score finalised windows in time order against the baselines; returns the anomalies
     found and the updated baselines (a pure function: the sink reads and writes both).
-
-    Request counts are only judged on complete windows: not the stream's first window
-    (`first_window`), nor one ending after the newest event seen (`complete_until`, at the
-    end of input)."""
+    Request counts of the `partial` windows (`partial_windows`) are not judged."""
     state = {key: Baseline(*values) for key, values in baselines.items()}
     found: list[dict[str, Any]] = []
     for (ws, scope), obs in sorted(summarise(final_rows).items()):
-        partial = ws == first_window or (
-            complete_until is not None and obs["window_end"] > complete_until
-        )
         for metric in METRICS:
-            if metric not in obs or (metric == "requests" and partial):
+            if metric not in obs or (metric == "requests" and ws in partial):
                 continue
             base = state.setdefault((scope, metric), Baseline())
             hit = check(metric, obs, base, cfg)

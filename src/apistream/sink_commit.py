@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from apistream import sqlite_store as store
-from apistream.anomalies import score_windows
+from apistream.anomalies import partial_windows, score_windows
 from apistream.config import Config
 from apistream.timefmt import now_iso
 from apistream.window_metrics import final_threshold, merge_windows, newer
@@ -101,18 +101,16 @@ def finalise(
     for r in final:
         r["is_final"] = 1
     lake.final_windows(final, tag)
-    detected_at, first = now_iso(), store.first_window_start(conn)
+    detected_at = now_iso()
+    partial = partial_windows(final, store.first_window_start(conn), complete_until)
     found: list[dict[str, Any]] = []
     if "ewma" in cfg.anomaly.detectors:
         found, baselines = score_windows(
-            final, store.read_baselines(conn), cfg.anomaly, detected_at, first, complete_until
+            final, store.read_baselines(conn), cfg.anomaly, detected_at, partial
         )
         store.write_baselines(conn, baselines, max(r["window_start"] for r in final))
     if lake.forecast is not None:
-        partial = {first} | {
-            r["window_start"] for r in final if complete_until and r["window_end"] > complete_until
-        }
-        found += lake.forecast(final, frozenset(partial - {None}), detected_at)
+        found += lake.forecast(final, partial, detected_at)
     if found:
         lake.anomalies(found, tag)
         store.write_anomalies(conn, found)

@@ -5,7 +5,15 @@ from statistics import NormalDist
 
 import pytest
 
-from apistream.anomalies import Baseline, bounded, check, poisson_z, score_windows, summarise
+from apistream.anomalies import (
+    Baseline,
+    bounded,
+    check,
+    partial_windows,
+    poisson_z,
+    score_windows,
+    summarise,
+)
 from apistream.config import AnomalyConfig
 from apistream.evaluation import evaluate
 from apistream.latency_histogram import LOG_GAMMA, RELATIVE_ERROR, Histogram
@@ -138,7 +146,7 @@ def test_detector_keeps_baselines_and_flags_a_spike():
     for i, ws in enumerate(windows):
         p95 = 500.0 if i == 12 else 100.0 + (i % 3)
         rows = [row(ws, "/a", "GET", 1000, 0, [p95 / 2] * 900 + [p95] * 100)]
-        found, baselines = score_windows(rows, baselines, CFG, "now", windows[0])
+        found, baselines = score_windows(rows, baselines, CFG, "now", frozenset({windows[0]}))
         assert bool(found) == (i == 12), (i, found)
         found_all += found
     assert {a["metric"] for a in found_all} == {
@@ -161,3 +169,12 @@ def test_evaluate_precision_and_recall():
     result = evaluate(incidents, alerts)
     assert (result.true_alerts, result.alerts, result.found, result.incidents) == (2, 3, 1, 2)
     assert result.precision == pytest.approx(2 / 3) and result.recall == 0.5
+
+
+def test_partial_windows_are_the_first_and_those_after_the_newest_event():
+    rows = [
+        {"window_start": f"T{m}", "window_end": f"T{m + 1}"} for m in range(3)
+    ]  # fmt: skip
+    assert partial_windows(rows, "T0", None) == {"T0"}
+    assert partial_windows(rows, None, "T2") == {"T2"}  # ends at T3, after the newest event
+    assert partial_windows(rows, "T9", "T9") == frozenset()

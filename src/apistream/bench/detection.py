@@ -54,10 +54,10 @@ def alerts_of(
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(the manifest, every detector's anomalies) of one simulated run."""
     sim = simulate(cfg, days)
-    first = sim.rows[0]["window_start"]
-    found, _ = score_windows(sim.rows, {}, cfg.anomaly, "replay", first)
+    partial = frozenset({sim.rows[0]["window_start"]})  # the run's first window
+    found, _ = score_windows(sim.rows, {}, cfg.anomaly, "replay", partial)
     if model is not None:
-        found += forecast.score(spark, model, sim.rows, cfg, "replay", frozenset({first}))
+        found += forecast.score(spark, model, sim.rows, cfg, "replay", partial)
     return sim.manifest(cfg), found
 
 
